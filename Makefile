@@ -1,0 +1,45 @@
+# Strata: `make run` sets up everything and runs the main job; `make test` sets up everything and runs every test.
+SHELL := /bin/bash
+STRATA_HOME ?= $(HOME)/.cache/strata
+export STRATA_HOME
+MODEL := $(STRATA_HOME)/models/SmolLM2-135M-Instruct.Q4_1.gguf
+SWIFT ?= swift
+RELEASE_BIN := .build/release/strata
+PROMPT ?= The capital of France is
+
+.PHONY: all setup deps model build release run test bench clean
+
+all: release
+
+setup: deps model
+
+# System libraries: OpenBLAS (CBLAS) and LAPACKE. Installs with apt-get only when missing.
+deps:
+	@if ! pkg-config --exists openblas 2>/dev/null || [ ! -f /usr/include/lapacke.h ]; then \
+		echo "deps: installing libopenblas-dev liblapacke-dev pkg-config"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq libopenblas-dev liblapacke-dev pkg-config >/dev/null; \
+	fi
+	@pkg-config --exists openblas || { echo "error: OpenBLAS (pkg-config 'openblas') is still missing" >&2; exit 1; }
+
+model:
+	@./scripts/fetch-model.sh
+
+build: deps
+	$(SWIFT) build
+
+release: deps
+	$(SWIFT) build -c release --product strata
+
+run: setup release
+	$(RELEASE_BIN) generate --model "$(MODEL)" --chat --max-tokens 96 "$(PROMPT)"
+
+# Every test, built optimised: the real-model tests run the 30-layer model many times.
+test: setup
+	STRATA_MODEL="$(MODEL)" $(SWIFT) test -c release
+
+bench: setup release
+	$(RELEASE_BIN) bench --model "$(MODEL)"
+
+clean:
+	rm -rf .build

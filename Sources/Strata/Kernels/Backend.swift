@@ -1,0 +1,88 @@
+import COpenBLAS
+
+/// Which kernel every matrix multiply runs on. Chosen at run time so that both can be compared on
+/// the same model and input.
+public enum Backend: String, CaseIterable, Sendable, CustomStringConvertible {
+    /// OpenBLAS `cblas_sgemm` (and `cblas_sgemv` for single rows, where sgemm is slow).
+    case blas
+    /// Plain Swift loops: no BLAS, no tiling, no SIMD intrinsics. The baseline.
+    case naive
+
+    public var description: String { rawValue }
+}
+
+/// OpenBLAS thread control; the count is set once per process (OpenBLAS's pool is global).
+public enum BLASThreads {
+    nonisolated(unsafe) private static var current = 0
+
+    /// Sets OpenBLAS's thread count if it differs from the last one set.
+    public static func set(_ n: Int) {
+        precondition(n >= 1)
+        if current != n {
+            openblas_set_num_threads(Int32(n))
+            current = n
+        }
+    }
+
+    public static var configured: Int { Int(openblas_get_num_threads()) }
+}
+
+enum GEMM {
+    /// `C = A · Bᵀ (+ C)` with `A: [m × k]`, `B: [n × k]`, `C: [m × n]` (weights stored as ggml
+    /// does: one row per output), or with `transB == false`, `C = A · B (+ C)` with `B: [k × n]`.
+    /// `accumulate` adds into `C` (beta = 1), which fuses a residual add into the projection.
+    static func run(_ backend: Backend, a: Matrix, b: Matrix, c: Matrix, transB: Bool, accumulate: Bool = false) {
+        let m = a.rows, k = a.cols
+        let n = transB ? b.rows : b.cols
+        precondition(c.rows == m && c.cols == n, "GEMM: C is [\(c.rows)×\(c.cols)], expected [\(m)×\(n)]")
+        precondition((transB ? b.cols : b.rows) == k, "GEMM: inner dimensions differ (\(k) vs \(transB ? b.cols : b.rows))")
+        if m == 0 || n == 0 { return }
+        switch backend {
+        case .blas: blas(m: m, n: n, k: k, a: a, b: b, c: c, transB: transB, accumulate: accumulate)
+        case .naive: naive(m: m, n: n, k: k, a: a, b: b, c: c, transB: transB, accumulate: accumulate)
+        }
+    }
+
+    private static func blas(m: Int, n: Int, k: Int, a: Matrix, b: Matrix, c: Matrix, transB: Bool, accumulate: Bool) {
+        let beta: Float = accumulate ? 1 : 0
+        if m == 1 {
+            // One row: sgemm with M = 1 reaches a fraction of the memory bandwidth; sgemv streams it.
+            if transB {
+                cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(k), 1, b.base, Int32(b.stride),
+                            a.base, 1, beta, c.base, 1)
+            } else {
+                cblas_sgemv(CblasRowMajor, CblasTrans, Int32(k), Int32(n), 1, b.base, Int32(b.stride),
+                            a.base, 1, beta, c.base, 1)
+            }
+            return
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), 1, a.base, Int32(a.stride), b.base, Int32(b.stride),
+                    beta, c.base, Int32(c.stride))
+    }
+
+    /// The textbook loops. `Bᵀ` case: one dot product per output; `B` case: i-k-j order so the
+    /// inner loop runs along contiguous rows of B and C.
+    private static func naive(m: Int, n: Int, k: Int, a: Matrix, b: Matrix, c: Matrix, transB: Bool, accumulate: Bool) {
+        if transB {
+            for i in 0 ..< m {
+                let x = a.row(i), y = c.row(i)
+                for j in 0 ..< n {
+                    let w = b.row(j)
+                    var sum: Float = 0
+                    for p in 0 ..< k { sum += x[p] * w[p] }
+                    y[j] = accumulate ? y[j] + sum : sum
+                }
+            }
+        } else {
+            for i in 0 ..< m {
+                let x = a.row(i), y = c.row(i)
+                if !accumulate { for j in 0 ..< n { y[j] = 0 } }
+                for p in 0 ..< k {
+                    let xp = x[p], w = b.row(p)
+                    for j in 0 ..< n { y[j] += xp * w[j] }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,38 @@
+import Foundation
+
+/// A loaded model: hyperparameters, float32 weights and the GGUF metadata (for the tokenizer).
+/// Immutable and shareable; each `InferenceContext` holds its own activations and KV cache.
+public final class Model: Sendable {
+    public let config: ModelConfig
+    public let weights: ModelWeights
+    public let gguf: GGUFFile
+    public var path: String { gguf.path }
+
+    public init(path: String) throws {
+        let file = try GGUFFile(path: path)
+        gguf = file
+        config = try ModelConfig(gguf: file)
+        weights = try ModelWeights(gguf: file, config: config)
+    }
+
+    /// Name of the default model file.
+    public static let defaultModelFile = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+    /// `$STRATA_HOME/models/<default>` (STRATA_HOME defaults to `~/.cache/strata`).
+    public static var defaultModelPath: String {
+        let env = ProcessInfo.processInfo.environment
+        let home = env["STRATA_HOME"] ?? (NSHomeDirectory() + "/.cache/strata")
+        return home + "/models/" + defaultModelFile
+    }
+
+    /// Resolves the model path: the explicit one, else `$STRATA_MODEL`, else the default model.
+    public static func resolvePath(_ explicit: String?) throws -> String {
+        let env = ProcessInfo.processInfo.environment
+        let path = explicit ?? env["STRATA_MODEL"].flatMap { $0.isEmpty ? nil : $0 } ?? defaultModelPath
+        guard FileManager.default.fileExists(atPath: path) else {
+            let origin = explicit != nil ? "--model" : (env["STRATA_MODEL"]?.isEmpty == false ? "$STRATA_MODEL" : "the default model path")
+            throw ModelError.modelNotFound("no model at '\(path)' (from \(origin)); run `make model` to fetch the default model, or pass --model PATH")
+        }
+        return path
+    }
+}

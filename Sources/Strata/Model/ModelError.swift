@@ -1,0 +1,19 @@
+/// Errors about a model's contents (as opposed to the GGUF container).
+public enum ModelError: Error, Equatable, CustomStringConvertible {
+    case unsupportedArchitecture(String, supported: [String])
+    case missingTensor(String)
+    case wrongShape(tensor: String, expected: [Int], found: [Int])
+    case invalidHyperparameter(key: String, value: String, reason: String)
+    case modelNotFound(String)
+
+    public var description: String {
+        switch self {
+        case let .unsupportedArchitecture(a, supported):
+            return "unsupported architecture '\(a)' (general.architecture); Strata runs: \(supported.joined(separator: ", "))"
+        case let .missingTensor(n): return "tensor '\(n)' is missing from the model"
+        case let .wrongShape(n, e, f): return "tensor '\(n)' has shape \(f), expected \(e)"
+        case let .invalidHyperparameter(key, value, reason): return "metadata '\(key)' = \(value): \(reason)"
+        case let .modelNotFound(msg): return msg
+        }
+    }
+}

@@ -1,0 +1,339 @@
+import Dispatch
+import Foundation
+
+/// Runs the forward pass of a `Model`: owns the activation buffers and the KV cache, both
+/// allocated once, and executes the op plan layer by layer over a `Batch`.
+///
+/// KV cache layout: `[layer][slot][position][kvDim]`, keys and values in separate buffers.
+public final class InferenceContext {
+    public let model: Model
+    public let backend: Backend
+    public let contextLength: Int
+    public let slots: Int
+    public let maxBatchTokens: Int
+    public let maxLogitsRows: Int
+    /// The ops of one forward step, in order.
+    public let plan: [Op]
+    /// Timing hook; nil (the default) costs nothing.
+    public var observer: ExecutionObserver?
+
+    /// Tokens held per slot.
+    public private(set) var lengths: [Int]
+
+    /// Bytes held by the KV cache and by the activation buffers.
+    public let kvCacheBytes: Int
+    public let scratchBytes: Int
+
+    private let c: ModelConfig
+    private let w: ModelWeights
+    private let rope: RopeTable
+    private let kCache, vCache: FloatBuffer   // [layers, slots, ctx, kvDim]
+    private let x: FloatBuffer                // [T, embd] residual stream
+    private let xb: FloatBuffer               // [T, embd] normed input of a sub-layer
+    private let q: FloatBuffer                // [T, qDim]
+    private let k, v: FloatBuffer             // [T, kvDim]
+    private let att: FloatBuffer              // [T, qDim] attention output, heads side by side
+    private let gate, up: FloatBuffer         // [T, ff]
+    private let scores: FloatBuffer           // [T, ctx] one head at a time
+    private let xOut: FloatBuffer             // [L, embd] final-normed rows that need logits
+    private let logitsBuf: FloatBuffer        // [L, vocab]
+    private let positions: UnsafeMutablePointer<Int32>  // [T]
+    private var logitsRowsReady = 0
+
+    public init(model: Model, options: ContextOptions = ContextOptions()) throws {
+        self.model = model
+        c = model.config
+        w = model.weights
+        backend = options.backend
+        let ctx = options.contextLength ?? c.contextLength
+        guard ctx >= 1, ctx <= 1 << 22 else { throw InferenceError.invalidOption("--ctx must be between 1 and 4194304, got \(ctx)") }
+        guard options.slots >= 1, options.slots <= 4096 else {
+            throw InferenceError.invalidOption("the number of sequence slots must be between 1 and 4096, got \(options.slots)")
+        }
+        guard options.maxBatchTokens >= 1, options.maxBatchTokens <= 1 << 16 else {
+            throw InferenceError.invalidOption("--batch-tokens must be between 1 and 65536, got \(options.maxBatchTokens)")
+        }
+        if let t = options.threads, t < 1 || t > 1024 {
+            throw InferenceError.invalidOption("--threads must be between 1 and 1024, got \(t)")
+        }
+        contextLength = ctx
+        slots = options.slots
+        maxBatchTokens = options.maxBatchTokens
+        maxLogitsRows = max(1, min(options.maxLogitsRows ?? options.slots, options.maxBatchTokens))
+
+        let T = maxBatchTokens, L = maxLogitsRows
+        let kvElements = c.blockCount * slots * ctx * c.kvDim
+        let scratchElements = T * (2 * c.embeddingLength + 2 * c.qDim + 2 * c.kvDim + 2 * c.feedForwardLength + ctx)
+            + L * (c.embeddingLength + c.vocabSize) + ctx * c.ropeDim
+        kvCacheBytes = 2 * kvElements * 4
+        scratchBytes = scratchElements * 4
+        let available = availableMemory()
+        guard kvCacheBytes + scratchBytes <= available else {
+            throw InferenceError.outOfMemory(needed: kvCacheBytes + scratchBytes, available: available,
+                                             detail: "KV cache \(formatBytes(kvCacheBytes)) for \(slots) slot(s) × \(ctx) positions, activations \(formatBytes(scratchBytes))")
+        }
+
+        BLASThreads.set(options.threads ?? ProcessInfo.processInfo.activeProcessorCount)
+        rope = RopeTable(positions: ctx, ropeDim: c.ropeDim, base: c.ropeBase, style: c.architecture.ropeStyle)
+        kCache = FloatBuffer(count: kvElements)
+        vCache = FloatBuffer(count: kvElements)
+        x = FloatBuffer(count: T * c.embeddingLength)
+        xb = FloatBuffer(count: T * c.embeddingLength)
+        q = FloatBuffer(count: T * c.qDim)
+        k = FloatBuffer(count: T * c.kvDim)
+        v = FloatBuffer(count: T * c.kvDim)
+        att = FloatBuffer(count: T * c.qDim)
+        gate = FloatBuffer(count: T * c.feedForwardLength)
+        up = FloatBuffer(count: T * c.feedForwardLength)
+        scores = FloatBuffer(count: T * ctx)
+        xOut = FloatBuffer(count: L * c.embeddingLength)
+        logitsBuf = FloatBuffer(count: L * c.vocabSize)
+        positions = .allocate(capacity: T)
+        positions.initialize(repeating: 0, count: T)
+        lengths = Array(repeating: 0, count: slots)
+        plan = Plan.llama(blockCount: c.blockCount)
+    }
+
+    deinit { positions.deallocate() }
+
+    public var config: ModelConfig { c }
+    public var vocabSize: Int { c.vocabSize }
+
+    // MARK: - KV cache management
+
+    /// Forgets everything in a slot.
+    public func reset(slot: Int) { truncate(slot: slot, to: 0) }
+
+    /// Forgets everything in every slot.
+    public func resetAll() { for s in 0 ..< slots { lengths[s] = 0 } }
+
+    /// Keeps the first `length` positions of a slot.
+    public func truncate(slot: Int, to length: Int) {
+        precondition(slot >= 0 && slot < slots, "slot \(slot) out of range")
+        precondition(length >= 0 && length <= lengths[slot], "cannot truncate slot \(slot) of \(lengths[slot]) to \(length)")
+        lengths[slot] = length
+    }
+
+    // MARK: - Logits
+
+    /// Number of logits rows the last `evaluate` produced.
+    public var logitsRowCount: Int { logitsRowsReady }
+
+    /// Calls `body` with the next-token logits of row `i` (see `Batch.Entry.logitsStart`).
+    public func withLogits<R>(row i: Int, _ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
+        precondition(i >= 0 && i < logitsRowsReady, "logits row \(i) not produced by the last step (\(logitsRowsReady) rows)")
+        return try body(UnsafeBufferPointer(start: logitsBuf.base + i * c.vocabSize, count: c.vocabSize))
+    }
+
+    /// A copy of logits row `i` (allocates).
+    public func logits(row i: Int) -> [Float] { withLogits(row: i) { Array($0) } }
+
+    // MARK: - Forward
+
+    /// Checks a batch against the context without running it.
+    public func validate(_ batch: Batch) throws {
+        guard batch.tokens.count <= maxBatchTokens else { throw InferenceError.batchTooLarge(rows: batch.tokens.count, max: maxBatchTokens) }
+        guard batch.logitsRows <= maxLogitsRows else { throw InferenceError.tooManyLogits(rows: batch.logitsRows, max: maxLogitsRows) }
+        var adding = [Int](repeating: 0, count: 0)
+        for e in batch.entries {
+            guard e.slot >= 0 && e.slot < slots else { throw InferenceError.badSlot(e.slot, slots: slots) }
+            if adding.isEmpty { adding = Array(repeating: 0, count: slots) }
+            adding[e.slot] += e.count
+            if lengths[e.slot] + adding[e.slot] > contextLength {
+                throw InferenceError.contextFull(slot: e.slot, length: lengths[e.slot], adding: adding[e.slot], contextLength: contextLength)
+            }
+        }
+        for t in batch.tokens where t < 0 || Int(t) >= c.vocabSize {
+            throw InferenceError.tokenOutOfRange(id: t, vocabSize: c.vocabSize)
+        }
+    }
+
+    /// Runs one forward step: appends every entry's tokens to its slot and computes the requested
+    /// logits. A slot may appear at most once per batch.
+    public func evaluate(_ batch: Batch) throws {
+        guard batch.tokens.count <= maxBatchTokens else { throw InferenceError.batchTooLarge(rows: batch.tokens.count, max: maxBatchTokens) }
+        guard batch.logitsRows <= maxLogitsRows else { throw InferenceError.tooManyLogits(rows: batch.logitsRows, max: maxLogitsRows) }
+        for e in batch.entries {
+            guard e.slot >= 0 && e.slot < slots else { throw InferenceError.badSlot(e.slot, slots: slots) }
+            guard lengths[e.slot] + e.count <= contextLength else {
+                throw InferenceError.contextFull(slot: e.slot, length: lengths[e.slot], adding: e.count, contextLength: contextLength)
+            }
+        }
+        for t in batch.tokens where t < 0 || Int(t) >= c.vocabSize {
+            throw InferenceError.tokenOutOfRange(id: t, vocabSize: c.vocabSize)
+        }
+        let T = batch.tokens.count
+        logitsRowsReady = 0
+        guard T > 0 else { return }
+        for e in batch.entries {
+            for i in 0 ..< e.count { positions[e.rowStart + i] = Int32(lengths[e.slot] + i) }
+        }
+        batch.tokens.withUnsafeBufferPointer { tokens in
+            for op in plan { run(op, batch: batch, tokens: tokens, T: T) }
+        }
+        for e in batch.entries { lengths[e.slot] += e.count }
+        logitsRowsReady = batch.logitsRows
+    }
+
+    /// Prefills `tokens` into `slot` in chunks of at most `maxBatchTokens`, with logits for the
+    /// last token (row 0). Returns without logits for an empty input.
+    public func prefill<C: Collection>(_ tokens: C, slot: Int = 0) throws where C.Element == Int32 {
+        guard lengths[slot] + tokens.count <= contextLength else {
+            throw InferenceError.contextFull(slot: slot, length: lengths[slot], adding: tokens.count, contextLength: contextLength)
+        }
+        var batch = Batch(capacity: maxBatchTokens)
+        var start = tokens.startIndex
+        while start != tokens.endIndex {
+            let end = tokens.index(start, offsetBy: maxBatchTokens, limitedBy: tokens.endIndex) ?? tokens.endIndex
+            batch.removeAll()
+            batch.add(slot: slot, tokens: tokens[start ..< end], logits: end == tokens.endIndex ? .last : .none)
+            try evaluate(batch)
+            start = end
+        }
+    }
+
+    // MARK: - Ops
+
+    @inline(__always)
+    private func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+
+    private func run(_ op: Op, batch: Batch, tokens: UnsafeBufferPointer<Int32>, T: Int) {
+        if let observer, op.kind != .attnScores {
+            let t0 = now()
+            execute(op, batch: batch, tokens: tokens, T: T)
+            let t1 = now()
+            observer.record(kind: op.kind, layer: op.layer, rows: T, contextRows: 0, start: t0, duration: t1 - t0)
+        } else {
+            execute(op, batch: batch, tokens: tokens, T: T)
+        }
+    }
+
+    private func execute(_ op: Op, batch: Batch, tokens: UnsafeBufferPointer<Int32>, T: Int) {
+        let E = c.embeddingLength, F = c.feedForwardLength
+        switch op.kind {
+        case .tokenEmbd:
+            Ops.embed(tokens: tokens.baseAddress!, count: T, table: w.tokenEmbd, dim: E, into: x.matrix(rows: T, cols: E))
+        case .attnNorm:
+            Ops.rmsNorm(x: x.matrix(rows: T, cols: E), weight: w.layers[op.layer!].attnNorm, eps: c.rmsEpsilon, y: xb.matrix(rows: T, cols: E))
+        case .attnQ:
+            project(xb, E, w.layers[op.layer!].attnQ, q, c.qDim, T, bias: w.layers[op.layer!].attnQBias)
+        case .attnK:
+            project(xb, E, w.layers[op.layer!].attnK, k, c.kvDim, T, bias: w.layers[op.layer!].attnKBias)
+        case .attnV:
+            project(xb, E, w.layers[op.layer!].attnV, v, c.kvDim, T, bias: w.layers[op.layer!].attnVBias)
+        case .rope:
+            Ops.rope(x: q.matrix(rows: T, cols: c.qDim), heads: c.headCount, headDim: c.headDim, positions: positions, table: rope)
+            Ops.rope(x: k.matrix(rows: T, cols: c.kvDim), heads: c.headCountKV, headDim: c.headDim, positions: positions, table: rope)
+        case .kvStore:
+            let l = op.layer!
+            for e in batch.entries {
+                let dst = cacheOffset(layer: l, slot: e.slot) + lengths[e.slot] * c.kvDim
+                Ops.copyRows(from: k.matrix(rows: T, cols: c.kvDim), rows: e.rowStart ..< e.rowStart + e.count,
+                             to: kCache.matrix(offset: dst, rows: e.count, cols: c.kvDim), at: 0)
+                Ops.copyRows(from: v.matrix(rows: T, cols: c.kvDim), rows: e.rowStart ..< e.rowStart + e.count,
+                             to: vCache.matrix(offset: dst, rows: e.count, cols: c.kvDim), at: 0)
+            }
+        case .attnScores:
+            attention(layer: op.layer!, batch: batch, T: T)
+        case .attnSoftmax, .attnValues:
+            break  // run inside the attention step
+        case .attnOutput:
+            GEMM.run(backend, a: att.matrix(rows: T, cols: c.qDim), b: w.layers[op.layer!].attnOutput.matrix(rows: E, cols: c.qDim),
+                     c: x.matrix(rows: T, cols: E), transB: true, accumulate: true)
+        case .ffnNorm:
+            Ops.rmsNorm(x: x.matrix(rows: T, cols: E), weight: w.layers[op.layer!].ffnNorm, eps: c.rmsEpsilon, y: xb.matrix(rows: T, cols: E))
+        case .ffnGate:
+            project(xb, E, w.layers[op.layer!].ffnGate, gate, F, T, bias: nil)
+        case .ffnUp:
+            project(xb, E, w.layers[op.layer!].ffnUp, up, F, T, bias: nil)
+        case .ffnAct:
+            Ops.swiglu(gate: gate.matrix(rows: T, cols: F), up: up.matrix(rows: T, cols: F))
+        case .ffnDown:
+            GEMM.run(backend, a: gate.matrix(rows: T, cols: F), b: w.layers[op.layer!].ffnDown.matrix(rows: E, cols: F),
+                     c: x.matrix(rows: T, cols: E), transB: true, accumulate: true)
+        case .outputNorm:
+            // Gather only the rows that need logits, normalising as they are copied.
+            let src = x.matrix(rows: T, cols: E)
+            var out = 0
+            for e in batch.entries {
+                let rows: Range<Int>
+                switch e.logits {
+                case .none: continue
+                case .last: rows = (e.rowStart + e.count - 1) ..< (e.rowStart + e.count)
+                case .all: rows = e.rowStart ..< e.rowStart + e.count
+                }
+                if rows.isEmpty { continue }
+                let n = rows.count
+                Ops.rmsNorm(x: Matrix(base: src.row(rows.lowerBound), rows: n, cols: E, stride: E), weight: w.outputNorm,
+                            eps: c.rmsEpsilon, y: xOut.matrix(offset: out * E, rows: n, cols: E))
+                out += n
+            }
+        case .output:
+            let L = batch.logitsRows
+            if L > 0 {
+                GEMM.run(backend, a: xOut.matrix(rows: L, cols: E), b: w.output.matrix(rows: c.vocabSize, cols: E),
+                         c: logitsBuf.matrix(rows: L, cols: c.vocabSize), transB: true)
+            }
+        case .sampling:
+            break
+        }
+    }
+
+    /// `out[T, n] = input[T, k] · Wᵀ (+ bias)`.
+    @inline(__always)
+    private func project(_ input: FloatBuffer, _ kDim: Int, _ weight: FloatBuffer, _ out: FloatBuffer, _ n: Int, _ T: Int, bias: FloatBuffer?) {
+        let y = out.matrix(rows: T, cols: n)
+        GEMM.run(backend, a: input.matrix(rows: T, cols: kDim), b: weight.matrix(rows: n, cols: kDim), c: y, transB: true)
+        if let bias { Ops.addBias(x: y, bias: bias) }
+    }
+
+    @inline(__always)
+    private func cacheOffset(layer: Int, slot: Int) -> Int { ((layer * slots) + slot) * contextLength * c.kvDim }
+
+    /// Grouped-query attention for every sequence of the step, one head at a time:
+    /// scores `[T, S] = q_h · K_gᵀ`, the fused causal softmax, then `att_h = P · V_g`, where
+    /// `g = h / groupSize` is the key/value head serving query head `h`.
+    private func attention(layer: Int, batch: Batch, T: Int) {
+        let hd = c.headDim
+        let scale = 1 / Float(hd).squareRoot()
+        var tScores: UInt64 = 0, tSoftmax: UInt64 = 0, tValues: UInt64 = 0, span = 0
+        let timed = observer != nil
+        let start = timed ? now() : 0
+        for e in batch.entries {
+            let p0 = lengths[e.slot]          // positions already in the cache before this step
+            let S = p0 + e.count              // keys visible to the last row
+            span += S
+            let base = cacheOffset(layer: layer, slot: e.slot)
+            for h in 0 ..< c.headCount {
+                let g = h / c.groupSize
+                let qh = q.matrix(offset: e.rowStart * c.qDim + h * hd, rows: e.count, cols: hd, stride: c.qDim)
+                let kg = kCache.matrix(offset: base + g * hd, rows: S, cols: hd, stride: c.kvDim)
+                let vg = vCache.matrix(offset: base + g * hd, rows: S, cols: hd, stride: c.kvDim)
+                let sc = scores.matrix(rows: e.count, cols: S)
+                let oh = att.matrix(offset: e.rowStart * c.qDim + h * hd, rows: e.count, cols: hd, stride: c.qDim)
+                if timed {
+                    let t0 = now()
+                    GEMM.run(backend, a: qh, b: kg, c: sc, transB: true)
+                    let t1 = now()
+                    Ops.causalSoftmax(scores: sc, scale: scale, firstVisible: p0 + 1)
+                    let t2 = now()
+                    GEMM.run(backend, a: sc, b: vg, c: oh, transB: false)
+                    let t3 = now()
+                    tScores += t1 - t0; tSoftmax += t2 - t1; tValues += t3 - t2
+                } else {
+                    GEMM.run(backend, a: qh, b: kg, c: sc, transB: true)
+                    Ops.causalSoftmax(scores: sc, scale: scale, firstVisible: p0 + 1)
+                    GEMM.run(backend, a: sc, b: vg, c: oh, transB: false)
+                }
+            }
+        }
+        if let observer {
+            let spent = now() - start
+            // Loop overhead outside the three timed calls is attributed to the scores step.
+            let extra = spent - min(spent, tScores + tSoftmax + tValues)
+            observer.record(kind: .attnScores, layer: layer, rows: T, contextRows: span, start: start, duration: tScores + extra)
+            observer.record(kind: .attnSoftmax, layer: layer, rows: T, contextRows: span, start: start + tScores + extra, duration: tSoftmax)
+            observer.record(kind: .attnValues, layer: layer, rows: T, contextRows: span, start: start + tScores + extra + tSoftmax, duration: tValues)
+        }
+    }
+}
