@@ -1,0 +1,296 @@
+/// Errors in a model's tokenizer metadata.
+public enum TokenizerError: Error, Equatable, CustomStringConvertible {
+    case unsupportedModel(String)
+    case unknownPreTokenizer(String, known: [String])
+    case invalidVocabulary(String)
+    case badMerge(index: Int, text: String)
+
+    public var description: String {
+        switch self {
+        case let .unsupportedModel(m):
+            return "tokenizer.ggml.model '\(m)' is not supported (Strata implements 'gpt2' byte-level BPE)"
+        case let .unknownPreTokenizer(p, known):
+            return "tokenizer.ggml.pre '\(p)' is not known to Strata (known: \(known.joined(separator: ", "))); refusing to guess, since a wrong split gives wrong token ids"
+        case let .invalidVocabulary(why): return "invalid tokenizer vocabulary: \(why)"
+        case let .badMerge(i, text): return "tokenizer.ggml.merges[\(i)] '\(text)' does not name two tokens whose concatenation is a token"
+        }
+    }
+}
+
+/// Token types as GGUF stores them (`tokenizer.ggml.token_type`).
+public enum TokenType: Int32, Sendable {
+    case undefined = 0, normal = 1, unknown = 2, control = 3, userDefined = 4, unused = 5, byte = 6
+}
+
+/// A byte-level BPE tokenizer built from a GGUF file's `tokenizer.ggml.*` metadata.
+///
+/// Encoding: special-token split (when asked) → pre-tokenizer chosen by `tokenizer.ggml.pre` →
+/// bytes → BPE by merge rank → ids. Decoding is the exact inverse of the byte map.
+public final class Tokenizer: Sendable {
+    public let tokens: [String]
+    public let types: [TokenType]
+    public let preTokenizer: PreTokenizer
+    public let bos: Int32?
+    public let eos: Int32?
+    public let addBOS: Bool
+    public let addEOS: Bool
+    /// Tokens that end generation (EOS, end-of-turn markers, and the FIM markers llama.cpp adds).
+    public let endOfGeneration: Set<Int32>
+    let bpe: BPE
+    /// The bytes each token stands for (control tokens: their text).
+    let bytes: [[UInt8]]
+    /// Control and user-defined tokens, longest first: matched in text when special parsing is on.
+    let specials: [(bytes: [UInt8], id: Int32)]
+    let idOfText: [String: Int32]
+    /// Bytes the vocabulary has no token for; text containing them does not round-trip.
+    public let unrepresentableBytes: Set<UInt8>
+
+    public var vocabularySize: Int { tokens.count }
+
+    public convenience init(gguf: GGUFFile) throws {
+        let model = try gguf.string("tokenizer.ggml.model")
+        guard model == "gpt2" else { throw TokenizerError.unsupportedModel(model) }
+        let preName = (try? gguf.string("tokenizer.ggml.pre")) ?? "default"
+        guard let pre = PreTokenizer.named(preName) else {
+            throw TokenizerError.unknownPreTokenizer(preName, known: PreTokenizer.allCases.map(\.rawValue) + PreTokenizer.aliases.keys.sorted())
+        }
+        let tokens = try gguf.strings("tokenizer.ggml.tokens")
+        var types = [TokenType](repeating: .normal, count: tokens.count)
+        if let raw = gguf.metadata["tokenizer.ggml.token_type"]?.arrayValue {
+            guard raw.count == tokens.count else {
+                throw TokenizerError.invalidVocabulary("token_type has \(raw.count) entries for \(tokens.count) tokens")
+            }
+            for (i, v) in raw.enumerated() { types[i] = v.intValue.flatMap { TokenType(rawValue: Int32($0)) } ?? .normal }
+        }
+        let merges = try gguf.strings("tokenizer.ggml.merges")
+        func id(_ key: String) -> Int32? {
+            guard let v = gguf.metadata[key]?.intValue, v >= 0, v < tokens.count else { return nil }
+            return Int32(v)
+        }
+        try self.init(tokens: tokens, types: types, merges: merges, preTokenizer: pre,
+                      bos: id("tokenizer.ggml.bos_token_id"), eos: id("tokenizer.ggml.eos_token_id"),
+                      eot: id("tokenizer.ggml.eot_token_id"),
+                      addBOS: gguf.metadata["tokenizer.ggml.add_bos_token"]?.boolValue ?? false,
+                      addEOS: gguf.metadata["tokenizer.ggml.add_eos_token"]?.boolValue ?? false)
+    }
+
+    public init(tokens: [String], types: [TokenType], merges: [String], preTokenizer: PreTokenizer,
+                bos: Int32?, eos: Int32?, eot: Int32? = nil, addBOS: Bool = false, addEOS: Bool = false) throws {
+        guard !tokens.isEmpty, tokens.count < Int(Int32.max), types.count == tokens.count else {
+            throw TokenizerError.invalidVocabulary("\(tokens.count) tokens, \(types.count) types")
+        }
+        self.tokens = tokens
+        self.types = types
+        self.preTokenizer = preTokenizer
+        self.bos = bos
+        self.eos = eos
+        self.addBOS = addBOS && bos != nil
+        self.addEOS = addEOS && eos != nil
+
+        var idOfText: [String: Int32] = [:]
+        idOfText.reserveCapacity(tokens.count)
+        var bytes: [[UInt8]] = []
+        bytes.reserveCapacity(tokens.count)
+        var byteTokens = [Int32](repeating: -1, count: 256)
+        var specials: [(bytes: [UInt8], id: Int32)] = []
+        for (i, t) in tokens.enumerated() {
+            if idOfText[t] == nil { idOfText[t] = Int32(i) }
+            switch types[i] {
+            case .control, .userDefined, .unknown:
+                bytes.append(Array(t.utf8))
+                if types[i] != .unknown && !t.isEmpty { specials.append((Array(t.utf8), Int32(i))) }
+            default:
+                let b = ByteMap.bytes(of: t) ?? Array(t.utf8)
+                if b.count == 1 && byteTokens[Int(b[0])] < 0 { byteTokens[Int(b[0])] = Int32(i) }
+                bytes.append(b)
+            }
+        }
+        // Bytes with no token (SmolLM2 lacks 21, e.g. 0x04 and 0xF5–0xFF) are dropped when encoding,
+        // as llama.cpp and Hugging Face drop them; `unrepresentableBytes` lists them.
+        unrepresentableBytes = Set((0 ..< 256).filter { byteTokens[$0] < 0 }.map(UInt8.init))
+        specials.sort { $0.bytes.count > $1.bytes.count }
+        self.bytes = bytes
+        self.specials = specials
+        self.idOfText = idOfText
+
+        var table: [UInt64: (rank: Int32, merged: Int32)] = [:]
+        table.reserveCapacity(merges.count)
+        for (rank, m) in merges.enumerated() {
+            let parts = m.split(separator: " ", omittingEmptySubsequences: false)
+            guard parts.count == 2, let a = idOfText[String(parts[0])], let b = idOfText[String(parts[1])],
+                  let merged = idOfText[String(parts[0]) + String(parts[1])] else {
+                throw TokenizerError.badMerge(index: rank, text: m)
+            }
+            let key = BPE.key(a, b)
+            if table[key] == nil { table[key] = (Int32(rank), merged) }
+        }
+        bpe = BPE(merges: table, byteTokens: byteTokens)
+
+        var eog = Set<Int32>()
+        if let eos { eog.insert(eos) }
+        if let eot { eog.insert(eot) }
+        for text in Self.endOfGenerationTexts { if let i = idOfText[text], types[Int(i)] == .control || types[Int(i)] == .userDefined { eog.insert(i) } }
+        endOfGeneration = eog
+    }
+
+    /// Token texts that end a turn in common chat formats, plus FIM repo/pad markers (as llama.cpp).
+    static let endOfGenerationTexts = [
+        "<|endoftext|>", "<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|end|>", "<end_of_turn>", "<|end_of_text|>",
+        "<EOT>", "_<EOT>", "<|return|>", "<|call|>", "<reponame>", "<|repo_name|>", "<|fim_pad|>", "<fim_pad>",
+    ]
+
+    /// The id of a token by its exact text.
+    public func id(of text: String) -> Int32? { idOfText[text] }
+
+    // MARK: - Encoding
+
+    /// Token ids for `text`. With `special`, control and user-defined token texts become their
+    /// single ids; without, they are ordinary characters. `addSpecial` adds BOS/EOS as the model
+    /// asks (never a second BOS when the text already starts with one).
+    public func encode(_ text: String, special: Bool = false, addSpecial: Bool = false) -> [Int32] {
+        let utf8 = Array(text.utf8)
+        return encode(fragments: special ? splitSpecial(utf8) : [.text(0 ..< utf8.count)], utf8: utf8, addSpecial: addSpecial)
+    }
+
+    func encode(fragments: [Fragment], utf8: [UInt8], addSpecial: Bool) -> [Int32] {
+        var out: [Int32] = []
+        out.reserveCapacity(utf8.count / 3 + 4)
+        var cache: [ArraySlice<UInt8>: Range<Int>] = [:]
+        var cached: [Int32] = []
+        for fragment in fragments {
+            switch fragment {
+            case let .special(id): out.append(id)
+            case let .text(range): encodeText(utf8[range], into: &out, cache: &cache, cached: &cached)
+            }
+        }
+        if addSpecial {
+            if addBOS, let bos, out.first != bos { out.insert(bos, at: 0) }
+            if addEOS, let eos, out.last != eos { out.append(eos) }
+        }
+        return out
+    }
+
+    enum Fragment: Equatable { case text(Range<Int>), special(Int32) }
+
+    /// Splits text at special-token occurrences, longest token first (as llama.cpp does).
+    func splitSpecial(_ b: [UInt8]) -> [Fragment] {
+        var fragments: [Fragment] = [.text(0 ..< b.count)]
+        for (tb, id) in specials {
+            guard let first = tb.first else { continue }
+            var next: [Fragment] = []
+            for f in fragments {
+                guard case var .text(r) = f else { next.append(f); continue }
+                var i = r.lowerBound
+                while i + tb.count <= r.upperBound {
+                    if b[i] == first && b[i ..< i + tb.count].elementsEqual(tb) {
+                        if r.lowerBound < i { next.append(.text(r.lowerBound ..< i)) }
+                        next.append(.special(id))
+                        i += tb.count
+                        r = i ..< r.upperBound
+                    } else {
+                        i += 1
+                    }
+                }
+                if !r.isEmpty { next.append(.text(r)) }
+            }
+            fragments = next
+        }
+        return fragments
+    }
+
+    private func encodeText(_ bytes: ArraySlice<UInt8>, into out: inout [Int32],
+                            cache: inout [ArraySlice<UInt8>: Range<Int>], cached: inout [Int32]) {
+        if bytes.isEmpty { return }
+        let scalars = Array(String(decoding: bytes, as: UTF8.self).unicodeScalars)
+        // Byte offset of each scalar in `bytes` (valid UTF-8 in, so lengths add up).
+        var offsets = [Int](repeating: 0, count: scalars.count + 1)
+        var o = bytes.startIndex
+        for (i, s) in scalars.enumerated() {
+            offsets[i] = o
+            o += UTF8.width(s)
+        }
+        offsets[scalars.count] = o
+        for piece in preTokenizer.split(scalars) {
+            let word = bytes[offsets[piece.lowerBound] ..< offsets[piece.upperBound]]
+            if let hit = cache[word] {
+                out.append(contentsOf: cached[hit])
+                continue
+            }
+            let start = out.count
+            bpe.encode(word, into: &out)
+            if cache.count < 1 << 16 {
+                cache[word] = cached.count ..< cached.count + (out.count - start)
+                cached.append(contentsOf: out[start...])
+            }
+        }
+    }
+
+    // MARK: - Decoding
+
+    /// The bytes a token stands for; control tokens give their text only with `special`.
+    public func bytes(of id: Int32, special: Bool = false) -> ArraySlice<UInt8> {
+        guard id >= 0 && Int(id) < bytes.count else { return [] }
+        if !special && types[Int(id)] == .control { return [] }
+        return bytes[Int(id)][...]
+    }
+
+    /// Text of a sequence of ids. Invalid UTF-8 (a sequence cut mid-character) becomes U+FFFD.
+    public func decode(_ ids: some Sequence<Int32>, special: Bool = false) -> String {
+        var b: [UInt8] = []
+        for id in ids { b.append(contentsOf: bytes(of: id, special: special)) }
+        return String(decoding: b, as: UTF8.self)
+    }
+
+    /// A token's own text as the model sees it (for display), control tokens included.
+    public func piece(_ id: Int32) -> String {
+        String(decoding: bytes(of: id, special: true), as: UTF8.self)
+    }
+}
+
+/// Turns token ids into text as they arrive, emitting only complete UTF-8: a character spread over
+/// several tokens is printed once, whole.
+public struct StreamingDecoder: Sendable {
+    let tokenizer: Tokenizer
+    var pending: [UInt8] = []
+    let special: Bool
+
+    public init(tokenizer: Tokenizer, special: Bool = false) {
+        self.tokenizer = tokenizer
+        self.special = special
+        pending.reserveCapacity(16)
+    }
+
+    /// Adds a token; returns the text that is now complete (possibly empty).
+    public mutating func append(_ id: Int32) -> String {
+        pending.append(contentsOf: tokenizer.bytes(of: id, special: special))
+        let keep = Self.incompleteSuffixLength(pending)
+        if keep == pending.count { return "" }
+        let text = String(decoding: pending[..<(pending.count - keep)], as: UTF8.self)
+        pending.removeFirst(pending.count - keep)
+        return text
+    }
+
+    /// Whatever is still held back (an incomplete character becomes U+FFFD).
+    public mutating func flush() -> String {
+        defer { pending.removeAll(keepingCapacity: true) }
+        return String(decoding: pending, as: UTF8.self)
+    }
+
+    /// Bytes at the end that start a character whose remaining bytes have not arrived yet.
+    static func incompleteSuffixLength(_ b: [UInt8]) -> Int {
+        var i = b.count - 1
+        var continuation = 0
+        while i >= 0 && continuation < 3 && b[i] & 0xC0 == 0x80 { i -= 1; continuation += 1 }
+        guard i >= 0 else { return 0 }
+        let lead = b[i]
+        let need: Int
+        switch lead {
+        case 0xC2 ... 0xDF: need = 2
+        case 0xE0 ... 0xEF: need = 3
+        case 0xF0 ... 0xF4: need = 4
+        default: return 0  // ASCII or an invalid lead: nothing to wait for
+        }
+        let have = b.count - i
+        return have < need ? have : 0
+    }
+}

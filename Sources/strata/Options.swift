@@ -1,0 +1,161 @@
+import ArgumentParser
+import Foundation
+import Strata
+
+extension Backend: ExpressibleByArgument {}
+
+/// Which model, which kernels, how large a context.
+struct ModelOptions: ParsableArguments {
+    @Option(name: .long, help: "Path to a GGUF model (default: $STRATA_MODEL, else the default model under $STRATA_HOME/models).")
+    var model: String?
+
+    @Option(help: "Matrix-multiply kernels: blas (OpenBLAS) or naive (plain Swift loops).")
+    var backend: Backend = .blas
+
+    @Option(help: "OpenBLAS threads (default: all cores).")
+    var threads: Int?
+
+    @Option(help: "Context length in tokens (default: the model's).")
+    var ctx: Int?
+
+    @Option(name: .customLong("batch-tokens"), help: "Most tokens per forward step; longer prompts are prefilled in chunks.")
+    var batchTokens: Int = 512
+
+    @Flag(help: "Print load details, memory use and the rendered prompt to stderr.")
+    var verbose = false
+
+    func validate() throws {
+        if let t = threads, t < 1 { throw ValidationError("--threads must be ≥ 1, got \(t)") }
+        if let c = ctx, c < 1 { throw ValidationError("--ctx must be ≥ 1, got \(c)") }
+        if batchTokens < 1 { throw ValidationError("--batch-tokens must be ≥ 1, got \(batchTokens)") }
+    }
+
+    func contextOptions(slots: Int = 1, maxLogitsRows: Int? = nil) -> ContextOptions {
+        ContextOptions(backend: backend, threads: threads, contextLength: ctx, slots: slots,
+                       maxBatchTokens: batchTokens, maxLogitsRows: maxLogitsRows)
+    }
+
+    func loadModel() throws -> Model {
+        let path = try Model.resolvePath(model)
+        let t0 = Date()
+        let m = try Model(path: path)
+        if verbose {
+            let c = m.config
+            printErr("model: \(path)")
+            printErr("  \(c.architecture.name), \(c.blockCount) layers, embedding \(c.embeddingLength), heads \(c.headCount)/\(c.headCountKV) (head dim \(c.headDim)), ff \(c.feedForwardLength), vocab \(c.vocabSize), context \(c.contextLength)")
+            printErr("  \(m.weights.parameterCount) parameters as float32 (\(formatBytes(m.weights.parameterCount * 4))), loaded in \(String(format: "%.2f", Date().timeIntervalSince(t0))) s")
+        }
+        return m
+    }
+
+    func report(_ ctx: InferenceContext) {
+        guard verbose else { return }
+        printErr("context: \(ctx.slots) slot(s) × \(ctx.contextLength) positions, KV cache \(formatBytes(ctx.kvCacheBytes)), activations \(formatBytes(ctx.scratchBytes)), backend \(ctx.backend), \(BLASThreads.configured) BLAS thread(s)")
+    }
+}
+
+/// The sampler chain and stop conditions.
+struct SamplingOptions: ParsableArguments {
+    @Option(help: "Temperature; 0 = greedy (argmax). Applied last in the chain.")
+    var temperature: Float = 0.8
+    @Option(name: .customLong("top-k"), help: "Keep the k most likely tokens (0 = off).")
+    var topK: Int = 40
+    @Option(name: .customLong("top-p"), help: "Nucleus: keep the most likely tokens up to cumulative probability p, in (0, 1].")
+    var topP: Float = 0.95
+    @Option(name: .customLong("min-p"), help: "Drop tokens below min-p × the top token's probability, in [0, 1].")
+    var minP: Float = 0.05
+    @Option(name: .customLong("repeat-penalty"), help: "Penalise recent tokens' logits (1 = off).")
+    var repeatPenalty: Float = 1.0
+    @Option(name: .customLong("repeat-last-n"), help: "Recent tokens the penalties look at (0 = off, -1 = all).")
+    var repeatLastN: Int = 64
+    @Option(name: .customLong("frequency-penalty"), help: "Subtract this per occurrence of a recent token.")
+    var frequencyPenalty: Float = 0
+    @Option(name: .customLong("presence-penalty"), help: "Subtract this once from every recent token.")
+    var presencePenalty: Float = 0
+    @Option(help: "Random seed for sampling (default: random; the seed used is reported).")
+    var seed: UInt64?
+    @Option(name: .customLong("max-tokens"), help: "Most tokens to generate.")
+    var maxTokens: Int = 256
+    @Option(help: "Stop when the text contains this string (repeatable; not printed).")
+    var stop: [String] = []
+    @Flag(name: .customLong("ignore-eos"), help: "Keep generating past end-of-generation tokens.")
+    var ignoreEOS = false
+
+    var sampling: SamplingParameters {
+        var p = SamplingParameters()
+        p.temperature = temperature
+        p.topK = topK
+        p.topP = topP
+        p.minP = minP
+        p.repeatPenalty = repeatPenalty
+        p.repeatLastN = repeatLastN
+        p.frequencyPenalty = frequencyPenalty
+        p.presencePenalty = presencePenalty
+        p.seed = seed
+        return p
+    }
+
+    var generation: GenerationParameters {
+        var g = GenerationParameters()
+        g.sampling = sampling
+        g.maxTokens = maxTokens
+        g.stop = stop
+        g.ignoreEOS = ignoreEOS
+        return g
+    }
+
+    func validate() throws {
+        do { try generation.validate() } catch let e as SamplingError { throw ValidationError(e.description) }
+    }
+
+    static let chainHelp = "Sampler chain (llama.cpp's order): logit bias → repeat/frequency/presence penalties → top-k → top-p → min-p → temperature → draw (seeded). Temperature 0 is greedy."
+}
+
+/// Parses "1,2,3" into token ids.
+func parseIds(_ s: String, option: String) throws -> [Int32] {
+    let parts = s.split(whereSeparator: { $0 == "," || $0 == " " })
+    guard !parts.isEmpty else { throw ValidationError("\(option) is empty") }
+    return try parts.map {
+        guard let v = Int32($0), v >= 0 else { throw ValidationError("\(option): '\($0)' is not a token id") }
+        return v
+    }
+}
+
+/// Reads TEXT, or stdin when TEXT is "-".
+func readText(_ arg: String) throws -> String {
+    guard arg == "-" else { return arg }
+    let data = FileHandle.standardInput.readDataToEndOfFile()
+    guard let s = String(data: data, encoding: .utf8) else { throw ValidationError("stdin is not valid UTF-8") }
+    return s
+}
+
+/// JSON encoding with stable key order.
+func jsonString<T: Encodable>(_ value: T) -> String {
+    let e = JSONEncoder()
+    e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    return String(decoding: try! e.encode(value), as: UTF8.self)
+}
+
+/// Makes whitespace visible: space ·, tab →, newline ↵, carriage return ␍, other controls as \u{..}.
+func visible(_ s: String) -> String {
+    var out = ""
+    for u in s.unicodeScalars {
+        switch u {
+        case " ": out += "·"
+        case "\t": out += "→"
+        case "\n": out += "↵"
+        case "\r": out += "␍"
+        default:
+            if u.properties.generalCategory == .control { out += "\\u{\(String(u.value, radix: 16))}" } else { out.unicodeScalars.append(u) }
+        }
+    }
+    return out
+}
+
+let stdoutIsTerminal = isatty(STDOUT_FILENO) == 1
+let stderrIsTerminal = isatty(STDERR_FILENO) == 1
+
+/// Writes to stdout immediately (streaming).
+func emit(_ s: String) {
+    FileHandle.standardOutput.write(Data(s.utf8))
+}

@@ -1,0 +1,39 @@
+import ArgumentParser
+import Foundation
+import Strata
+
+@main
+struct StrataCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "strata",
+        abstract: "Run transformer language models on CPU: generate, inspect, tokenize, benchmark, profile.",
+        subcommands: [GenerateCommand.self, ChatCommand.self, NextCommand.self, TokenizeCommand.self,
+                      DetokenizeCommand.self, InfoCommand.self]
+    )
+
+    /// Usage errors (unknown flag, bad value) exit with 2, before any model is loaded; runtime
+    /// errors (a corrupt model, a prompt too long) exit with 1. Both print one clear line.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch let error as CleanExit {
+            exit(withError: error)
+        } catch let error as ExitCode {
+            exit(withError: error)
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success { exit(withError: error) }
+            let usage = code == .validationFailure || error is ValidationError
+                || String(describing: type(of: error)).contains("CommandError")
+            if usage {
+                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                Foundation.exit(2)
+            }
+            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+            Foundation.exit(1)
+        }
+    }
+}
+
+func printErr(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
