@@ -142,7 +142,8 @@ public final class GGUFFile: @unchecked Sendable {
             for d in r.dims {
                 guard d > 0, d <= UInt64(Int32.max) else { throw GGUFError.badDimensions(tensor: r.name, dims: r.dims) }
                 let (p, overflow) = elements.multipliedReportingOverflow(by: d)
-                guard !overflow, p <= available &* 8 &+ 64 else {
+                // Bounded so that the byte size below cannot overflow; the data check follows.
+                guard !overflow, p <= 1 << 56 else {
                     throw GGUFError.badDimensions(tensor: r.name, dims: r.dims)
                 }
                 elements = p

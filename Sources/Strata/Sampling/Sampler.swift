@@ -61,6 +61,11 @@ public final class Sampler {
         for i in 0 ..< logits.count { candidates.append(Candidate(id: Int32(i), logit: logits[i], p: 0)) }
         for (id, b) in p.logitBias where id >= 0 && Int(id) < candidates.count { candidates[Int(id)].logit += b }
         applyPenalties()
+        // A token biased to -inf can never be drawn: drop it (keeping at least one candidate).
+        if p.logitBias.values.contains(-.infinity) {
+            candidates.removeAll { $0.logit == -.infinity }
+            if candidates.isEmpty { candidates.append(Candidate(id: 0, logit: 0, p: 1)) }
+        }
         if p.temperature <= 0 {
             var best = 0
             for i in 1 ..< candidates.count where candidates[i].logit > candidates[best].logit { best = i }

@@ -1,0 +1,144 @@
+import Foundation
+import Testing
+@testable import Strata
+
+/// Runs the built `strata` executable (a sibling of the test bundle in the build folder).
+enum CLI {
+    static let binary: String = {
+        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for _ in 0 ..< 4 {
+            let candidate = dir.appendingPathComponent("strata").path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            dir = dir.deletingLastPathComponent()
+        }
+        return "strata-binary-not-found-next-to-\(CommandLine.arguments[0])"
+    }()
+
+    struct Result { let status: Int32; let stdout: String; let stderr: String }
+
+    static func run(_ args: [String], stdin: String? = nil, env: [String: String] = [:]) throws -> Result {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binary)
+        p.arguments = args
+        var environment = ProcessInfo.processInfo.environment
+        for (k, v) in env { environment[k] = v }
+        p.environment = environment
+        let out = Pipe(), err = Pipe(), inp = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        p.standardInput = inp
+        try p.run()
+        if let stdin { inp.fileHandleForWriting.write(Data(stdin.utf8)) }
+        try inp.fileHandleForWriting.close()
+        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return Result(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+    }
+
+    static func json(_ s: String) throws -> [String: Any] {
+        try JSONSerialization.jsonObject(with: Data(s.utf8)) as! [String: Any]
+    }
+}
+
+@Suite(.serialized) struct CLITests {
+    let tinyPath = try! TinyModel().write()
+
+    @Test func binaryIsBuilt() {
+        #expect(FileManager.default.isExecutableFile(atPath: CLI.binary), "\(CLI.binary)")
+    }
+
+    @Test func badInputExitsWith2BeforeLoading() throws {
+        for args in [["generate", "--bogus"], ["generate", "--temperature", "nan", "x"], ["generate", "--temperature", "-1", "x"],
+                     ["generate", "--top-p", "0", "x"], ["generate", "--top-p", "1.5", "x"], ["generate", "--min-p", "2", "x"],
+                     ["generate", "--top-k", "-3", "x"], ["generate", "--max-tokens", "0", "x"], ["next", "--steps", "0", "x"],
+                     ["generate"], ["generate", "--prompt-ids", "1,x"]] {
+            // A model path that does not exist proves the check comes before loading.
+            let r = try CLI.run(args + ["--model", "/nonexistent.gguf"])
+            #expect(r.status == 2, "\(args): status \(r.status), stderr \(r.stderr)")
+            #expect(!r.stderr.isEmpty && !r.stderr.contains("nonexistent"), "\(args): \(r.stderr)")
+        }
+    }
+
+    @Test func runtimeErrorsAreClear() throws {
+        let missing = try CLI.run(["generate", "--model", "/nonexistent.gguf", "x"])
+        #expect(missing.status == 1 && missing.stderr.contains("make model"))
+        let junk = try TempFiles.write(Array("not a model at all".utf8), name: "junk.gguf")
+        let bad = try CLI.run(["generate", "--model", junk, "x"])
+        #expect(bad.status == 1 && bad.stderr.contains("not a GGUF file"), "\(bad.stderr)")
+        let long = try CLI.run(["generate", "--model", tinyPath, "--ctx", "4", "--prompt-ids", "1,2,3,4,5"])
+        #expect(long.status == 1 && long.stderr.contains("longer than the context"), "\(long.stderr)")
+    }
+
+    @Test func generateJSONWithPromptIds() throws {
+        let r = try CLI.run(["generate", "--model", tinyPath, "--prompt-ids", "5,6,7", "--temperature", "0", "--max-tokens", "4",
+                             "--ignore-eos", "--json", "--logprobs", "2"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let o = try CLI.json(r.stdout)
+        #expect(RealModel.ids(o["prompt_ids"]) == [5, 6, 7])
+        #expect(RealModel.ids(o["ids"]).count == 4)
+        #expect(o["finish_reason"] as? String == "length")
+        #expect(o["text"] is String && o["timings"] is [String: Any])
+        #expect((o["logprobs"] as? [Any])?.count == 4)
+    }
+
+    @Test func nextJSONProbabilitiesSumToOne() throws {
+        let r = try CLI.run(["next", "--model", tinyPath, "--prompt-ids", "5,6,7", "--top", "0", "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let top = try CLI.json(r.stdout)["top"] as! [[String: Any]]
+        #expect(top.count == TinyModel.vocabulary().tokens.count)
+        let sum = top.map { ($0["prob"] as! NSNumber).doubleValue }.reduce(0, +)
+        #expect(abs(sum - 1) < 1e-5)
+        let logits = top.map { ($0["logit"] as! NSNumber).doubleValue }
+        #expect(logits == logits.sorted(by: >))
+    }
+
+    @Test func tokenizeAndDetokenize() throws {
+        let r = try CLI.run(["tokenize", "--model", tinyPath, "--json", "the hello"])
+        #expect(r.status == 0)
+        let ids = RealModel.ids(try CLI.json(r.stdout)["ids"])
+        let back = try CLI.run(["detokenize", "--model", tinyPath, ids.map(String.init).joined(separator: ",")])
+        #expect(back.stdout == "the hello\n")
+        let stdin = try CLI.run(["tokenize", "--model", tinyPath, "-"], stdin: "a b\n")
+        #expect(stdin.status == 0 && stdin.stdout.contains("[a][·b][↵]"), "\(stdin.stdout)")
+    }
+
+    @Test func chatReadsTurnsFromAPipe() throws {
+        let r = try CLI.run(["chat", "--model", tinyPath, "--temperature", "0", "--max-tokens", "3"], stdin: "hello\n/reset\nthe cat\n/quit\n")
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.split(separator: "\n", omittingEmptySubsequences: false).count >= 2)
+    }
+}
+
+/// The CLI on the default model, as the issues' "Must show" lines state it.
+@Suite(.serialized) struct RealCLITests {
+    @Test func generateMatchesGreedyFixtureFromText() throws {
+        let r = try CLI.run(["generate", "--model", RealModel.path, "--temperature", "0", "--max-tokens", "64", "--json", "--ctx", "512",
+                             "The capital of France is"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let o = try CLI.json(r.stdout)
+        let fixture = try RealModel.lines("greedy.jsonl").first { $0["prompt"] as? String == "The capital of France is" }!
+        #expect(RealModel.ids(o["prompt_ids"]) == RealModel.ids(fixture["prompt_ids"]))
+        #expect(RealModel.ids(o["ids"]) == RealModel.ids(fixture["ids"]))
+        #expect(o["text"] as? String == fixture["text"] as? String)
+        #expect(o["finish_reason"] as? String == "eos")
+    }
+
+    @Test func seededSamplingRepeatsAndNextSumsToOne() throws {
+        let args = ["generate", "--model", RealModel.path, "--seed", "7", "--temperature", "0.8", "--top-p", "0.9", "--json",
+                    "--ctx", "256", "--max-tokens", "24", "Once upon a time"]
+        let a = try CLI.json(try CLI.run(args).stdout), b = try CLI.json(try CLI.run(args).stdout)
+        #expect(RealModel.ids(a["ids"]) == RealModel.ids(b["ids"]) && RealModel.ids(a["ids"]).count > 0)
+        let n = try CLI.run(["next", "--model", RealModel.path, "--ctx", "64", "--top", "0", "--json", "The capital of France is"])
+        let top = try CLI.json(n.stdout)["top"] as! [[String: Any]]
+        #expect(top.count == 49152)
+        #expect(abs(top.map { ($0["prob"] as! NSNumber).doubleValue }.reduce(0, +) - 1) < 1e-5)
+        #expect((top[0]["id"] as! NSNumber).intValue == 7042)
+    }
+
+    @Test func tokenizeJSONMatchesFixture() throws {
+        for c in try RealModel.lines("tokenizer.jsonl") {
+            let r = try CLI.run(["tokenize", "--model", RealModel.path, "--json", "-"], stdin: c["text"] as! String)
+            #expect(RealModel.ids(try CLI.json(r.stdout)["ids"]) == RealModel.ids(c["ids_plain"]), "\((c["text"] as! String).debugDescription)")
+        }
+    }
+}
