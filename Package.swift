@@ -1,5 +1,17 @@
 // swift-tools-version:6.1
 import PackageDescription
+import Foundation
+
+// Strata's kernels use SIMD8<Float> with fused multiply-add. Without a target CPU, Swift compiles
+// for baseline x86-64 (SSE2, no FMA) and each fused multiply-add becomes a library call, several
+// times slower. Haswell (AVX2 + FMA, 2013 onwards) is the default on x86_64, as the environment's
+// OPENBLAS_CORETYPE also assumes; set STRATA_TARGET_CPU (e.g. x86-64, skylake-avx512) to change it.
+#if arch(x86_64)
+let targetCPU = ProcessInfo.processInfo.environment["STRATA_TARGET_CPU"] ?? "haswell"
+let strataSettings: [SwiftSetting] = [.unsafeFlags(["-target-cpu", targetCPU])]
+#else
+let strataSettings: [SwiftSetting] = []
+#endif
 
 let package = Package(
     name: "Strata",
@@ -22,7 +34,8 @@ let package = Package(
         ),
         .target(
             name: "Strata",
-            dependencies: ["COpenBLAS"]
+            dependencies: ["COpenBLAS"],
+            swiftSettings: strataSettings
         ),
         .executableTarget(
             name: "strata",

@@ -119,7 +119,7 @@ import Testing
 
     final class CountingObserver: ExecutionObserver {
         var rows: [Int] = []
-        func record(kind: OpKind, layer: Int?, rows: Int, contextRows: Int, start: UInt64, duration: UInt64) {
+        func record(kind: OpKind, layer: Int?, rows: Int, pairs: Int, start: UInt64, duration: UInt64) {
             if kind == .tokenEmbd { self.rows.append(rows) }
         }
     }

@@ -45,7 +45,7 @@ public final class FloatBuffer: @unchecked Sendable {
 }
 
 /// A row-major view into a `FloatBuffer`: `rows × cols`, consecutive rows `stride` floats apart.
-struct Matrix {
+struct Matrix: @unchecked Sendable {
     let base: UnsafeMutablePointer<Float>
     let rows: Int
     let cols: Int

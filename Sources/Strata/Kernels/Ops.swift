@@ -56,19 +56,15 @@ enum Ops {
         }
     }
 
-    /// The fused causal softmax over attention scores, one pass per row with no temporary: scale,
-    /// mask the positions after the query's own (`visible[r]` columns are visible in row `r`),
-    /// subtract the row max, exponentiate, sum, normalise. Masked entries become exactly 0.
+    /// The fused causal softmax over attention scores, in place with no temporary: scale, mask the
+    /// positions after the query's own (row `r` sees `firstVisible + r` columns), subtract the row
+    /// max, exponentiate (8 lanes at a time), sum, normalise. Masked entries become exactly 0.
     static func causalSoftmax(scores: Matrix, scale: Float, firstVisible: Int) {
+        precondition(scale > 0, "causalSoftmax: scale must be positive")
         for r in 0 ..< scores.rows {
             let row = scores.row(r)
             let visible = min(firstVisible + r, scores.cols)
-            var maxv = -Float.infinity
-            for j in 0 ..< visible { let v = row[j] * scale; row[j] = v; if v > maxv { maxv = v } }
-            var sum: Float = 0
-            for j in 0 ..< visible { let e = expf(row[j] - maxv); row[j] = e; sum += e }
-            let inv = 1 / sum
-            for j in 0 ..< visible { row[j] *= inv }
+            if visible > 0 { SIMDMath.softmax(row, visible, scale: scale) }
             for j in visible ..< scores.cols { row[j] = 0 }
         }
     }
@@ -76,12 +72,16 @@ enum Ops {
     /// SwiGLU: `gate = silu(gate) * up`, with `silu(x) = x / (1 + e^-x)`.
     static func swiglu(gate: Matrix, up: Matrix) {
         precondition(gate.rows == up.rows && gate.cols == up.cols, "swiglu: shape mismatch")
+        let n = gate.cols
         for r in 0 ..< gate.rows {
             let g = gate.row(r), u = up.row(r)
-            for i in 0 ..< gate.cols {
-                let x = g[i]
-                g[i] = x / (1 + expf(-x)) * u[i]
+            var i = 0
+            while i + 8 <= n {
+                let x = SIMDMath.load(g + i)
+                SIMDMath.store(x / (1 + SIMDMath.exp(-x)) * SIMDMath.load(u + i), g + i)
+                i += 8
             }
+            while i < n { let x = g[i]; g[i] = x / (1 + SIMDMath.exp(-x)) * u[i]; i += 1 }
         }
     }
 

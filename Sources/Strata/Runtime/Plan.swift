@@ -8,6 +8,8 @@ public enum OpKind: String, CaseIterable, Sendable, Codable {
     case attnScores = "attn_scores"
     case attnSoftmax = "attn_softmax"
     case attnValues = "attn_values"
+    /// Scores, softmax and values fused in one kernel per query row (the BLAS backend's decode rows).
+    case attnFused = "attn"
     /// Output projection, with the residual add fused in (beta = 1).
     case attnOutput = "attn_output"
     case ffnNorm = "ffn_norm"
@@ -63,7 +65,7 @@ public enum Plan {
 /// Receives the time of every op the executor runs. Absent (nil) in normal runs, so timing costs
 /// nothing then. Called on the executing thread; must not block.
 public protocol ExecutionObserver: AnyObject {
-    /// `rows`: tokens in the step; `contextRows`: summed attention span (keys) over the step's
-    /// sequences; times in nanoseconds from a monotonic clock.
-    func record(kind: OpKind, layer: Int?, rows: Int, contextRows: Int, start: UInt64, duration: UInt64)
+    /// `rows`: tokens in the step; `pairs`: query-key pairs the attention step scored (Σ over the
+    /// step's sequences of its rows × its keys); times in nanoseconds from a monotonic clock.
+    func record(kind: OpKind, layer: Int?, rows: Int, pairs: Int, start: UInt64, duration: UInt64)
 }

@@ -1,0 +1,99 @@
+/// Vectorised math for the activation and attention kernels.
+enum SIMDMath {
+    typealias V = SIMD8<Float>
+
+    /// e^x for 8 lanes, within 2 ulp of `expf` over [-87, 88] (Cephes' polynomial): split
+    /// x = n·ln2 + r with |r| ≤ ln2/2, evaluate e^r by a degree-7 polynomial, scale by 2^n through
+    /// the exponent bits. Inputs below -87.3 give ≈ 1e-38 (callers that need exact zeros set them).
+    ///
+    /// n is rounded by adding 1.5·2²³ (the float's own round-to-nearest), which also leaves n in the
+    /// low mantissa bits; the standard library's SIMD `rounded(_:)` and float-to-int conversion
+    /// run lane by lane and made this 13× slower.
+    @inline(__always)
+    static func exp(_ x: V) -> V {
+        let x = pointwiseMin(pointwiseMax(x, V(repeating: -87.3)), V(repeating: 88.7))
+        let magic = V(repeating: 12_582_912)
+        let t = x * 1.442_695_04 + magic
+        let n = t - magic
+        var r = x - n * 0.693_359_375
+        r = r - n * -2.121_944_4e-4
+        var p = V(repeating: 1.987_569_15e-4)
+        p = p * r + 1.398_199_95e-3
+        p = p * r + 8.333_451_9e-3
+        p = p * r + 4.166_579_59e-2
+        p = p * r + 0.166_666_655
+        p = p * r + 0.500_000_01
+        p = p * (r * r) + r + 1
+        let bits = (unsafeBitCast(t, to: SIMD8<Int32>.self) &- 0x4B40_0000 &+ 127) &<< 23
+        return p * unsafeBitCast(bits, to: V.self)
+    }
+
+    /// e^x for one float, the same approximation as the vector version.
+    @inline(__always)
+    static func exp(_ x: Float) -> Float { exp(V(repeating: x))[0] }
+
+    @inline(__always)
+    static func load(_ p: UnsafePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
+
+    @inline(__always)
+    static func store(_ v: V, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: V.self) }
+
+    /// Σ a[i]·b[i], 8 lanes at a time with two accumulators.
+    @inline(__always)
+    static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
+        var s0 = V(), s1 = V()
+        var i = 0
+        while i + 16 <= n {
+            s0.addProduct(load(a + i), load(b + i))
+            s1.addProduct(load(a + i + 8), load(b + i + 8))
+            i += 16
+        }
+        if i + 8 <= n { s0.addProduct(load(a + i), load(b + i)); i += 8 }
+        var s = (s0 + s1).sum()
+        while i < n { s += a[i] * b[i]; i += 1 }
+        return s
+    }
+
+    /// y[i] += alpha·x[i]
+    @inline(__always)
+    static func axpy(_ alpha: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+        let a = V(repeating: alpha)
+        var i = 0
+        while i + 8 <= n {
+            var v = load(y + i)
+            v.addProduct(a, load(x + i))
+            store(v, y + i)
+            i += 8
+        }
+        while i < n { y[i] += alpha * x[i]; i += 1 }
+    }
+
+    /// In place: x[i] = e^(x[i]·scale − max) / Σ, over n values; the max is found first.
+    /// Returns nothing; `n` ≥ 1.
+    @inline(__always)
+    static func softmax(_ x: UnsafeMutablePointer<Float>, _ n: Int, scale: Float) {
+        var m = -Float.infinity
+        var i = 0
+        var mv = V(repeating: -.infinity)
+        while i + 8 <= n { mv = pointwiseMax(mv, load(x + i)); i += 8 }
+        m = mv.max()
+        while i < n { m = Swift.max(m, x[i]); i += 1 }
+        // With scale > 0, max(x·scale) = max(x)·scale.
+        let shift = V(repeating: m * scale), sc = V(repeating: scale)
+        var sum = V()
+        i = 0
+        while i + 8 <= n {
+            let e = exp(load(x + i) * sc - shift)
+            store(e, x + i)
+            sum += e
+            i += 8
+        }
+        var s = sum.sum()
+        while i < n { let e = exp(x[i] * scale - m * scale); x[i] = e; s += e; i += 1 }
+        let inv = V(repeating: 1 / s)
+        i = 0
+        while i + 8 <= n { store(load(x + i) * inv, x + i); i += 8 }
+        let invs = 1 / s
+        while i < n { x[i] *= invs; i += 1 }
+    }
+}

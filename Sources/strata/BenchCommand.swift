@@ -1,0 +1,160 @@
+import ArgumentParser
+import Foundation
+import Strata
+
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure prefill (pp), generation (tg) and batched decoding throughput over a matrix of settings.",
+        discussion: """
+        Tests: 'pp N' prefills N tokens in one pass; 'tg N' generates N tokens one at a time from an empty context; \
+        'batch B' decodes B sequences together (prompts of --batch-prompt tokens, -n new tokens each) and reports decode \
+        tokens/s (prefill and end-to-end rates in the JSON and CSV). Each is run once to warm up, then -r times; \
+        the report gives mean ± standard deviation. With both backends, the BLAS/naive speed-up of each test is given. \
+        Naive kernels are single-threaded, so they run once per test whatever --threads says.
+        """
+    )
+
+    @Option(name: .long, help: "Path to a GGUF model (default: $STRATA_MODEL, else the default model).")
+    var model: String?
+    @Option(help: "Backends, comma-separated.")
+    var backend: String = "blas,naive"
+    @Option(help: "OpenBLAS thread counts, comma-separated.")
+    var threads: String = "1,2"
+    @Option(help: "Batch sizes for the batch test, comma-separated (0 or empty: no batch test).")
+    var batch: String = "1,4,16"
+    @Option(name: .customLong("batch-prompt"), help: "Prompt tokens per sequence in the batch test.")
+    var batchPrompt: Int = 128
+    @Option(name: .short, help: "Prompt sizes for pp tests, comma-separated.")
+    var p: String = "128,512"
+    @Option(name: .short, help: "Generated tokens for tg and batch tests, comma-separated.")
+    var n: String = "128"
+    @Option(name: .short, help: "Repetitions after the warm-up.")
+    var r: Int = 3
+    @Option(help: "Output format: md, json or csv.")
+    var format: String = "md"
+
+    func list(_ s: String, _ name: String) throws -> [Int] {
+        if s.isEmpty { return [] }
+        return try s.split(separator: ",").map {
+            guard let v = Int($0.trimmingCharacters(in: .whitespaces)), v >= 0 else { throw ValidationError("\(name): '\($0)' is not a non-negative integer") }
+            return v
+        }
+    }
+
+    var backends: [Backend] { get throws {
+        try backend.split(separator: ",").map {
+            guard let b = Backend(rawValue: String($0)) else { throw ValidationError("--backend: '\($0)' is not blas or naive") }
+            return b
+        }
+    } }
+
+    func validate() throws {
+        _ = try backends
+        if try list(threads, "--threads").contains(where: { $0 < 1 }) { throw ValidationError("--threads values must be ≥ 1") }
+        _ = try list(batch, "--batch"); _ = try list(p, "-p"); _ = try list(n, "-n")
+        if r < 1 { throw ValidationError("-r must be ≥ 1, got \(r)") }
+        if !["md", "json", "csv"].contains(format) { throw ValidationError("--format must be md, json or csv, got '\(format)'") }
+        if batchPrompt < 1 { throw ValidationError("--batch-prompt must be ≥ 1") }
+    }
+
+    struct Record: Encodable {
+        let test: String
+        let backend: String
+        let threads: Int
+        let n_prompt: Int
+        let n_gen: Int
+        let batch: Int
+        let repetitions: Int
+        let tokens_per_second: Double
+        let sd: Double
+        let samples: [Double]
+        var prefill_tokens_per_second: Double?
+        var end_to_end_tokens_per_second: Double?
+        var blas_naive_speedup: Double?
+    }
+
+    struct Report: Encodable {
+        let date: String
+        let machine: String
+        let cores: Int
+        let memory: String
+        let openblas_coretype: String
+        let build: String
+        let model: String
+        let model_type: String
+        let results: [Record]
+    }
+
+    func run() throws {
+        let path = try Model.resolvePath(model)
+        let m = try Model(path: path)
+        var tests: [BenchTest] = []
+        for x in try list(p, "-p") where x > 0 { tests.append(.prompt(x)) }
+        for x in try list(n, "-n") where x > 0 { tests.append(.generate(x)) }
+        for b in try list(batch, "--batch") where b > 0 {
+            for x in try list(n, "-n") where x > 0 { tests.append(.batch(sequences: b, prompt: batchPrompt, generate: x)) }
+        }
+        var records: [Record] = []
+        for backend in try backends {
+            let threadList = backend == .naive ? [1] : try list(threads, "--threads")
+            for t in threadList {
+                for test in tests {
+                    let ctx = try InferenceContext(model: m, options: Workloads.contextOptions(for: test, backend: backend, threads: t))
+                    printErr("bench: \(test) \(backend) threads=\(t) …")
+                    _ = try Workloads.run(test, context: ctx, seed: 999)   // warm-up
+                    var samples: [WorkloadResult] = []
+                    for i in 0 ..< r { samples.append(try Workloads.run(test, context: ctx, seed: UInt64(i + 1))) }
+                    let (mean, sd) = meanAndSD(samples.map(\.tokensPerSecond))
+                    var rec: Record
+                    switch test {
+                    case let .prompt(x):
+                        rec = Record(test: "pp\(x)", backend: backend.rawValue, threads: t, n_prompt: x, n_gen: 0, batch: 1, repetitions: r, tokens_per_second: mean, sd: sd, samples: samples.map(\.tokensPerSecond))
+                    case let .generate(x):
+                        rec = Record(test: "tg\(x)", backend: backend.rawValue, threads: t, n_prompt: 0, n_gen: x, batch: 1, repetitions: r, tokens_per_second: mean, sd: sd, samples: samples.map(\.tokensPerSecond))
+                    case let .batch(b, pp, g):
+                        rec = Record(test: "batch\(b)", backend: backend.rawValue, threads: t, n_prompt: pp, n_gen: g, batch: b, repetitions: r, tokens_per_second: mean, sd: sd, samples: samples.map(\.tokensPerSecond))
+                        rec.prefill_tokens_per_second = meanAndSD(samples.compactMap(\.prefillTokensPerSecond)).mean
+                        rec.end_to_end_tokens_per_second = meanAndSD(samples.compactMap(\.endToEndTokensPerSecond)).mean
+                    }
+                    records.append(rec)
+                }
+            }
+        }
+        // BLAS/naive speed-up for each BLAS record with a naive counterpart.
+        for i in records.indices where records[i].backend == "blas" {
+            if let naive = records.first(where: { $0.backend == "naive" && $0.test == records[i].test && $0.n_gen == records[i].n_gen && $0.n_prompt == records[i].n_prompt }) {
+                records[i].blas_naive_speedup = records[i].tokens_per_second / naive.tokens_per_second
+            }
+        }
+        let fileType = (m.gguf.metadata["general.file_type"]?.intValue).map { "file_type \($0)" } ?? "unknown"
+        let weightTypes = Set(m.gguf.tensors.map { "\($0.type)" }).sorted().joined(separator: "/")
+        let report = Report(date: ISO8601DateFormatter().string(from: Date()), machine: MachineInfo.cpuModel, cores: MachineInfo.cores,
+                            memory: MachineInfo.memory, openblas_coretype: MachineInfo.openBLASCoreType, build: MachineInfo.build,
+                            model: path, model_type: "\(m.config.architecture.name) \(m.weights.parameterCount / 1_000_000)M, \(weightTypes) (\(fileType)), run as F32",
+                            results: records)
+        switch format {
+        case "json": print(jsonString(report))
+        case "csv":
+            print("test,backend,threads,n_prompt,n_gen,batch,reps,tokens_per_second,sd,prefill_tokens_per_second,end_to_end_tokens_per_second,blas_naive_speedup")
+            for x in records {
+                print([x.test, x.backend, "\(x.threads)", "\(x.n_prompt)", "\(x.n_gen)", "\(x.batch)", "\(x.repetitions)",
+                       String(format: "%.2f", x.tokens_per_second), String(format: "%.2f", x.sd),
+                       x.prefill_tokens_per_second.map { String(format: "%.2f", $0) } ?? "",
+                       x.end_to_end_tokens_per_second.map { String(format: "%.2f", $0) } ?? "",
+                       x.blas_naive_speedup.map { String(format: "%.2f", $0) } ?? ""].joined(separator: ","))
+            }
+        default:
+            print("machine: \(report.machine), \(report.cores) cores, \(report.memory); OPENBLAS_CORETYPE=\(report.openblas_coretype); build: \(report.build)")
+            print("model: \(report.model) (\(report.model_type))")
+            print("date: \(report.date)\n")
+            print("| test | backend | threads | tokens/s | BLAS/naive |")
+            print("|---|---|---:|---:|---:|")
+            for x in records {
+                var name = x.test
+                if x.batch > 1 || x.test.hasPrefix("batch") { name += " (pp\(x.n_prompt)+tg\(x.n_gen), decode)" }
+                print("| \(name) | \(x.backend) | \(x.threads) | \(String(format: "%.2f ± %.2f", x.tokens_per_second, x.sd)) | \(x.blas_naive_speedup.map { String(format: "%.2f×", $0) } ?? "") |")
+            }
+        }
+    }
+}
