@@ -2,7 +2,8 @@ import Dispatch
 
 /// One transformer block's weights, named after the GGUF tensors (`blk.N.attn_q.weight` → `attnQ`),
 /// dequantized to float32. Matrices are stored as ggml stores them: one row per output.
-public struct LayerWeights: Sendable {
+/// A class, so that the executor's per-op access costs one reference, not twelve.
+public final class LayerWeights: Sendable {
     public let attnNorm: FloatBuffer     // [embd]
     public let attnQ: FloatBuffer        // [qDim, embd]
     public let attnK: FloatBuffer        // [kvDim, embd]
@@ -15,6 +16,14 @@ public struct LayerWeights: Sendable {
     public let ffnGate: FloatBuffer      // [ff, embd]
     public let ffnUp: FloatBuffer        // [ff, embd]
     public let ffnDown: FloatBuffer      // [embd, ff]
+
+    init(attnNorm: FloatBuffer, attnQ: FloatBuffer, attnK: FloatBuffer, attnV: FloatBuffer, attnQBias: FloatBuffer?,
+         attnKBias: FloatBuffer?, attnVBias: FloatBuffer?, attnOutput: FloatBuffer, ffnNorm: FloatBuffer,
+         ffnGate: FloatBuffer, ffnUp: FloatBuffer, ffnDown: FloatBuffer) {
+        self.attnNorm = attnNorm; self.attnQ = attnQ; self.attnK = attnK; self.attnV = attnV
+        self.attnQBias = attnQBias; self.attnKBias = attnKBias; self.attnVBias = attnVBias
+        self.attnOutput = attnOutput; self.ffnNorm = ffnNorm; self.ffnGate = ffnGate; self.ffnUp = ffnUp; self.ffnDown = ffnDown
+    }
 }
 
 /// All weights of a model.

@@ -171,7 +171,14 @@ public final class InferenceContext {
             for i in 0 ..< e.count { positions[e.rowStart + i] = Int32(lengths[e.slot] + i) }
         }
         batch.tokens.withUnsafeBufferPointer { tokens in
-            for op in plan { run(op, batch: batch, tokens: tokens, T: T) }
+            if let observer {
+                // Ops are timed back to back: each one from the end of the previous one, so the
+                // plan's own loop overhead is charged to the op it leads into and nothing is lost.
+                lastTimestamp = now()
+                for op in plan { runTimed(op, observer: observer, batch: batch, tokens: tokens, T: T) }
+            } else {
+                for op in plan { execute(op, batch: batch, tokens: tokens, T: T) }
+            }
         }
         for e in batch.entries { lengths[e.slot] += e.count }
         logitsRowsReady = batch.logitsRows
@@ -199,17 +206,16 @@ public final class InferenceContext {
     @inline(__always)
     private func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
 
-    private func run(_ op: Op, batch: Batch, tokens: UnsafeBufferPointer<Int32>, T: Int) {
-        if let observer, op.kind != .attnScores {
-            let t0 = now()
-            execute(op, batch: batch, tokens: tokens, T: T)
-            let t1 = now()
-            // The final norm and the LM head run only on the rows that need logits.
-            let rows = op.kind == .output || op.kind == .outputNorm ? batch.logitsRows : T
-            observer.record(kind: op.kind, layer: op.layer, rows: rows, pairs: 0, start: t0, duration: t1 - t0)
-        } else {
-            execute(op, batch: batch, tokens: tokens, T: T)
-        }
+    private var lastTimestamp: UInt64 = 0
+
+    private func runTimed(_ op: Op, observer: ExecutionObserver, batch: Batch, tokens: UnsafeBufferPointer<Int32>, T: Int) {
+        execute(op, batch: batch, tokens: tokens, T: T)
+        if op.kind == .attnScores { return }   // the attention step records its own parts
+        let t1 = now()
+        // The final norm and the LM head run only on the rows that need logits.
+        let rows = op.kind == .output || op.kind == .outputNorm ? batch.logitsRows : T
+        observer.record(kind: op.kind, layer: op.layer, rows: rows, pairs: 0, start: lastTimestamp, duration: t1 - lastTimestamp)
+        lastTimestamp = t1
     }
 
     private func execute(_ op: Op, batch: Batch, tokens: UnsafeBufferPointer<Int32>, T: Int) {
@@ -311,12 +317,11 @@ public final class InferenceContext {
         let timed = observer != nil
         var tScores: UInt64 = 0, tSoftmax: UInt64 = 0, tValues: UInt64 = 0, pairs = 0, fusedPairs = 0
         var fusedTime: UInt64 = 0
-        let start = timed ? now() : 0
+        let start = timed ? lastTimestamp : 0
 
         // Short sequences: the fused kernel, per (row, KV head).
         if backend == .blas {
             let shape = Attention.Shape(headDim: hd, heads: c.headCount, kvHeads: c.headCountKV, qDim: c.qDim, kvDim: c.kvDim)
-            let t0 = timed ? now() : 0
             for e in batch.entries where e.count <= Self.fusedRowLimit {
                 let base = cacheOffset(layer: layer, slot: e.slot)
                 for i in 0 ..< e.count {
@@ -329,7 +334,7 @@ public final class InferenceContext {
                     }
                 }
             }
-            if timed && fusedPairs > 0 { fusedTime = now() - t0 }
+            if timed && fusedPairs > 0 { fusedTime = now() - start }
         }
 
         for e in batch.entries where backend == .naive || e.count > Self.fusedRowLimit {
@@ -361,7 +366,9 @@ public final class InferenceContext {
             }
         }
         if let observer {
-            let spent = now() - start
+            let end = now()
+            lastTimestamp = end
+            let spent = end - start
             if fusedTime > 0 {
                 observer.record(kind: .attnFused, layer: layer, rows: T, pairs: fusedPairs, start: start, duration: fusedTime)
             }

@@ -1,0 +1,226 @@
+import Foundation
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
+import Testing
+@testable import Strata
+
+@Suite(.serialized) struct BatchCLITests {
+    let tinyPath = try! TinyModel(context: 256).write()
+
+    func input(_ lines: [String]) throws -> String { try TempFiles.write(Array((lines.joined(separator: "\n") + "\n").utf8), name: "in.jsonl") }
+
+    func outputLines(_ path: String) throws -> [[String: Any]] {
+        try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map { try CLI.json(String($0)) }
+    }
+
+    func key(_ o: [String: Any]) -> String { "\(o["id"] ?? "nil")" }
+
+    func lines(_ n: Int, maxTokens: Int) -> [String] {
+        let words = ["the", "cat", "sat", "on", "a", "mat", "and", "then", "it", "ran"]
+        return (0 ..< n).map { i in
+            let prompt = (0 ...  (i % 7)).map { words[($0 + i) % words.count] }.joined(separator: " ")
+            let sampling = i % 3 == 0 ? "\"temperature\": 0" : "\"temperature\": 0.9, \"seed\": \(i)"
+            return "{\"id\": \"job-\(i)\", \"prompt\": \"\(prompt)\", \"max_tokens\": \(maxTokens), \(sampling)}"
+        }
+    }
+
+    @Test func malformedLinesAreReportedAndTheRestRun() throws {
+        var l = lines(6, maxTokens: 4)
+        l.insert("{this is not json", at: 2)
+        l.insert("{\"id\": \"np\"}", at: 4)
+        l.insert("{\"id\": \"bad\", \"prompt\": \"x\", \"top_p\": 3}", at: 5)
+        l.insert("{\"id\": \"typo\", \"prompt\": \"x\", \"temprature\": 1}", at: 6)
+        l.insert("{\"id\": \"long\", \"prompt\": \"\(String(repeating: "the cat ", count: 300))\"}", at: 7)
+        let out = TempFiles.directory + "/out-\(UUID()).jsonl"
+        let r = try CLI.run(["batch", "--model", tinyPath, "--backend", "naive", "--input", try input(l), "--output", out, "--parallel", "3"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let o = try outputLines(out)
+        #expect(o.count == 11)
+        let errors = o.filter { $0["error"] != nil }
+        #expect(errors.count == 5)
+        #expect(errors.contains { ($0["line"] as? Int) == 3 && ($0["error"] as! String).contains("line 3") })
+        #expect(errors.contains { key($0) == "np" && ($0["error"] as! String).contains("missing 'prompt'") })
+        #expect(errors.contains { key($0) == "bad" && ($0["error"] as! String).contains("top-p") })
+        #expect(errors.contains { key($0) == "typo" && ($0["error"] as! String).contains("temprature") })
+        #expect(errors.contains { key($0) == "long" && ($0["error"] as! String).contains("longer than the context") })
+        let ok = o.filter { $0["error"] == nil }
+        #expect(ok.count == 6)
+        for x in ok {
+            #expect(x["text"] is String && (x["ids"] as! [Any]).count == (x["completion_tokens"] as! Int))
+            #expect(["eos", "length", "stop"].contains(x["finish_reason"] as! String))
+            #expect((x["prompt_tokens"] as! Int) > 0)
+        }
+        #expect(r.stderr.contains("line 3"))
+    }
+
+    @Test func duplicateIdsFailBeforeStarting() throws {
+        let l = ["{\"id\": 1, \"prompt\": \"a\"}", "{\"id\": 2, \"prompt\": \"b\"}", "{\"id\": 1, \"prompt\": \"c\"}"]
+        let out = TempFiles.directory + "/dup-\(UUID()).jsonl"
+        let r = try CLI.run(["batch", "--model", tinyPath, "--input", try input(l), "--output", out])
+        #expect(r.status == 2 && r.stderr.contains("duplicate id 1 on input lines 1 and 3"), "\(r.stderr)")
+        #expect(((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").isEmpty)
+    }
+
+    @Test func resumeAfterKillGivesTheSameLinesWithoutDuplicates() throws {
+        let l = lines(150, maxTokens: 60)
+        let inPath = try input(l)
+        let args = ["batch", "--model", tinyPath, "--backend", "naive", "--input", inPath, "--parallel", "4"]
+        // The uninterrupted run.
+        let full = TempFiles.directory + "/full-\(UUID()).jsonl"
+        #expect(try CLI.run(args + ["--output", full]).status == 0)
+        let reference = try outputLines(full)
+        #expect(reference.count == 150)
+
+        // Killed part-way (SIGKILL: no chance to clean up), then a torn line as after a power loss.
+        let part = TempFiles.directory + "/part-\(UUID()).jsonl"
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: CLI.binary)
+        p.arguments = args + ["--output", part]
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        var written = 0
+        for _ in 0 ..< 4000 {
+            written = ((try? String(contentsOfFile: part, encoding: .utf8)) ?? "").split(separator: "\n").count
+            if written >= 10 { break }
+            usleep(2000)
+        }
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        let afterKill = try outputLines(part).count
+        #expect(afterKill >= 10 && afterKill < 150, "killed after \(afterKill) lines")
+        let h = try FileHandle(forWritingTo: URL(fileURLWithPath: part))
+        try h.seekToEnd()
+        h.write(Data("{\"id\": \"job-9999\", \"text\": \"torn".utf8))
+        try h.close()
+
+        let resumed = try CLI.run(args + ["--output", part])
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        #expect(resumed.stderr.contains("incomplete last line") && resumed.stderr.contains("resuming"))
+        let final = try outputLines(part)
+        #expect(final.count == 150)
+        #expect(Set(final.map(key)).count == 150)
+        // Same lines as the uninterrupted run (order may differ).
+        func canonical(_ o: [String: Any]) -> String {
+            String(decoding: try! JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]), as: UTF8.self)
+        }
+        #expect(Set(final.map(canonical)) == Set(reference.map(canonical)))
+        // Running again does nothing.
+        let again = try CLI.run(args + ["--output", part])
+        #expect(again.status == 0 && again.stderr.contains("nothing to do"))
+        #expect(try outputLines(part).count == 150)
+    }
+
+    @Test func shardsSplitTheInputWithoutOverlap() throws {
+        let l = lines(10, maxTokens: 2)
+        let inPath = try input(l)
+        var seen: [String] = []
+        for i in 0 ..< 3 {
+            let out = TempFiles.directory + "/shard\(i)-\(UUID()).jsonl"
+            let r = try CLI.run(["batch", "--model", tinyPath, "--input", inPath, "--output", out, "--shard", "\(i)/3"])
+            #expect(r.status == 0, "\(r.stderr)")
+            let ids = try outputLines(out).map(key)
+            #expect(Set(ids) == Set(stride(from: i, to: 10, by: 3).map { "job-\($0)" }))
+            seen += ids
+        }
+        #expect(seen.count == 10 && Set(seen).count == 10)
+        #expect(try CLI.run(["batch", "--model", tinyPath, "--input", inPath, "--output", "/tmp/x", "--shard", "3/3"]).status == 2)
+    }
+}
+
+@Suite(.serialized) struct BenchAndProfileTests {
+    let tinyPath = try! TinyModel().write()
+
+    @Test func benchJSONHasOneRecordPerTestWithRatios() throws {
+        // The default matrix, on the tiny model.
+        let r = try CLI.run(["bench", "--model", tinyPath, "--format", "json", "-r", "1"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let o = try CLI.json(r.stdout)
+        let results = o["results"] as! [[String: Any]]
+        // pp128, pp512, tg128, batch1, batch4, batch16 × (blas 1 thread, blas 2 threads, naive)
+        #expect(results.count == 18)
+        #expect(Set(results.map { $0["test"] as! String }) == ["pp128", "pp512", "tg128", "batch1", "batch4", "batch16"])
+        for x in results {
+            #expect((x["tokens_per_second"] as! Double) > 0)
+            if x["backend"] as? String == "blas" { #expect((x["blas_naive_speedup"] as? Double ?? 0) > 0) }
+        }
+        for k in ["machine", "cores", "build", "model", "model_type", "date"] { #expect(o[k] != nil, "\(k)") }
+        let csv = try CLI.run(["bench", "--model", tinyPath, "--format", "csv", "-r", "1", "--backend", "blas", "--threads", "1", "--batch", "", "-p", "16", "-n", "4"])
+        #expect(csv.stdout.split(separator: "\n").count == 3)
+    }
+
+    @Test func profilerTimesAddUpToTheWallTime() throws {
+        let model = ForwardTests.tiny
+        let ctx = try InferenceContext(model: model, options: ContextOptions(contextLength: 128, maxBatchTokens: 64))
+        let profiler = Profiler()
+        ctx.observer = profiler
+        var ids = (0 ..< 64).map { Int32($0 % 200 + 3) }
+        for _ in 0 ..< 3 { try ctx.prefill(ids); ctx.resetAll() }   // warm up
+        profiler.reset()
+        // The total: wall time spent inside `evaluate` (prefill and 20 decode steps).
+        var wall: UInt64 = 0
+        var t0 = DispatchTime.now().uptimeNanoseconds
+        try ctx.prefill(ids)
+        wall += DispatchTime.now().uptimeNanoseconds - t0
+        var b = Batch()
+        profiler.phase = .decode
+        for i in 0 ..< 20 {
+            b.removeAll(); b.add(slot: 0, token: Int32(i + 5))
+            t0 = DispatchTime.now().uptimeNanoseconds
+            try ctx.evaluate(b)
+            wall += DispatchTime.now().uptimeNanoseconds - t0
+        }
+        let summed = profiler.totalNanoseconds
+        #expect(Double(summed) <= Double(wall))
+        #expect(Double(summed) >= 0.95 * Double(wall), "ops account for \(Double(summed) / Double(wall) * 100)% of the wall time")
+        ids.removeAll()
+        let rows = profiler.summary(config: model.config)
+        #expect(rows.contains { $0.op == "attn_q" && $0.phase == .prefill && $0.gflops != nil })
+        #expect(rows.contains { $0.op == "attn" && $0.phase == .decode })
+        #expect(abs(rows.filter { $0.phase == .decode }.map(\.share).reduce(0, +) - 1) < 1e-6)
+    }
+
+    @Test func profileOnTheRealModel() throws {
+        let trace = TempFiles.directory + "/trace-\(UUID()).json", svg = TempFiles.directory + "/chart-\(UUID()).svg"
+        let r = try CLI.run(["profile", "--model", RealModel.path, "-p", "64", "-n", "16", "--json", "--trace", trace, "--svg", svg])
+        #expect(r.status == 0, "\(r.stderr)")
+        let o = try CLI.json(r.stdout)
+        let run = (o["runs"] as! [[String: Any]])[0]
+        #expect((run["accounted_share"] as! Double) >= 0.95, "accounted \(run["accounted_share"]!)")
+        #expect((run["accounted_share"] as! Double) <= 1.0)
+        let perLayer = run["per_layer"] as! [String: [String: Any]]
+        for phase in ["prefill", "decode"] {
+            let layers = Set(perLayer[phase]!.keys.filter { $0.hasPrefix("blk.") })
+            #expect(layers == Set((0 ..< 30).map { "blk.\($0)" }), "\(phase)")
+        }
+        let ops = Set((run["ops"] as! [[String: Any]]).map { $0["op"] as! String })
+        for k in ["attn_norm", "attn_q", "attn_k", "attn_v", "rope", "attn_scores", "attn_softmax", "attn_values", "attn",
+                  "attn_output", "ffn_norm", "ffn_gate", "ffn_up", "ffn_act", "ffn_down", "output_norm", "output", "sampling"] {
+            #expect(ops.contains(k), "\(k)")
+        }
+        // The trace is valid Chrome trace JSON with an event per op per layer.
+        let t = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: trace))) as! [String: Any]
+        let events = (t["traceEvents"] as! [[String: Any]]).filter { $0["ph"] as? String == "X" }
+        #expect(events.contains { $0["name"] as? String == "blk.29.ffn_down" })
+        #expect(events.allSatisfy { $0["ts"] is NSNumber && $0["dur"] is NSNumber && $0["pid"] != nil && $0["tid"] != nil })
+        // The SVG is valid XML with one group per layer in each panel.
+        let parser = XMLParser(data: try Data(contentsOf: URL(fileURLWithPath: svg)))
+        let counter = GroupCounter()
+        parser.delegate = counter
+        #expect(parser.parse(), "SVG is not valid XML: \(String(describing: parser.parserError))")
+        #expect(counter.layerGroups == 60)
+    }
+
+    @Test func profileBothBackendsReportsTheLogitDifference() throws {
+        let r = try CLI.run(["profile", "--model", tinyPath, "-p", "16", "-n", "4", "--backend", "both"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("naive/blas") && r.stdout.contains("max |logit(blas) − logit(naive)|"))
+    }
+}
+
+final class GroupCounter: NSObject, XMLParserDelegate {
+    var layerGroups = 0
+    func parser(_ parser: XMLParser, didStartElement name: String, namespaceURI: String?, qualifiedName: String?, attributes: [String: String] = [:]) {
+        if name == "g" && attributes["class"] == "layer" { layerGroups += 1 }
+    }
+}
