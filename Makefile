@@ -38,8 +38,15 @@ run: setup release
 test: setup
 	STRATA_MODEL="$(MODEL)" $(SWIFT) test -c release
 
+# Kernel microbenchmarks and machine ceilings, then the full `strata bench` matrix (BLAS and naive;
+# the naive batch tests make it take about 20 minutes on 2 cores). BENCH_ARGS narrows the matrix.
+BENCH_ARGS ?=
+CORPUS := $(STRATA_HOME)/bench/corpus.txt
 bench: setup release
-	$(RELEASE_BIN) bench --model "$(MODEL)"
+	$(SWIFT) build -c release --product strata-microbench
+	@mkdir -p $(STRATA_HOME)/bench && [ -f $(CORPUS) ] || python3 Benchmarks/make_corpus.py $(CORPUS)
+	STRATA_MODEL="$(MODEL)" .build/release/strata-microbench --tokenizer-text $(CORPUS)
+	$(RELEASE_BIN) bench --model "$(MODEL)" $(BENCH_ARGS)
 
 clean:
 	rm -rf .build

@@ -44,6 +44,12 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // Kernel microbenchmarks and machine ceilings (`make bench`).
+        .executableTarget(
+            name: "strata-microbench",
+            dependencies: ["Strata"],
+            path: "Benchmarks/Microbench"
+        ),
         .testTarget(
             name: "StrataTests",
             dependencies: ["Strata"]

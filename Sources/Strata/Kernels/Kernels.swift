@@ -1,0 +1,42 @@
+/// The kernels behind small safe APIs on `FloatBuffer`s, for benchmarks and experiments. Shapes
+/// are checked (`precondition`) against the buffers before any pointer is touched.
+public enum Kernels {
+    /// `c[m, n] = a[m, k] · bᵀ` with `b: [n, k]` (weights as ggml stores them), on `backend`.
+    public static func matmul(_ backend: Backend, a: FloatBuffer, b: FloatBuffer, c: FloatBuffer, m: Int, n: Int, k: Int) {
+        precondition(a.count >= m * k && b.count >= n * k && c.count >= m * n, "matmul: buffers too small for [\(m)×\(k)]·[\(n)×\(k)]ᵀ")
+        GEMM.run(backend, a: a.matrix(rows: m, cols: k), b: b.matrix(rows: n, cols: k), c: c.matrix(rows: m, cols: n), transB: true)
+    }
+
+    /// The fused causal softmax over `rows × cols` scores (row r sees `cols - rows + r + 1` keys).
+    public static func causalSoftmax(_ scores: FloatBuffer, rows: Int, cols: Int, scale: Float) {
+        precondition(scores.count >= rows * cols && rows <= cols)
+        Ops.causalSoftmax(scores: scores.matrix(rows: rows, cols: cols), scale: scale, firstVisible: cols - rows + 1)
+    }
+
+    /// RMSNorm of `rows` rows of `weight.count` values.
+    public static func rmsNorm(_ x: FloatBuffer, weight: FloatBuffer, into y: FloatBuffer, rows: Int, eps: Float = 1e-5) {
+        let n = weight.count
+        precondition(x.count >= rows * n && y.count >= rows * n)
+        Ops.rmsNorm(x: x.matrix(rows: rows, cols: n), weight: weight, eps: eps, y: y.matrix(rows: rows, cols: n))
+    }
+
+    /// RoPE in place on `rows` rows of `heads × headDim`, row r at position r.
+    public static func rope(_ x: FloatBuffer, rows: Int, heads: Int, headDim: Int, base: Double = 10000, style: RopeStyle = .normal) {
+        precondition(x.count >= rows * heads * headDim)
+        let table = RopeTable(positions: rows, ropeDim: headDim, base: base, style: style)
+        let positions = (0 ..< rows).map(Int32.init)
+        Ops.rope(x: x.matrix(rows: rows, cols: heads * headDim), heads: heads, headDim: headDim, positions: positions, table: table)
+    }
+
+    /// SwiGLU in place: `gate = silu(gate) · up`.
+    public static func swiglu(gate: FloatBuffer, up: FloatBuffer, rows: Int, cols: Int) {
+        precondition(gate.count >= rows * cols && up.count >= rows * cols)
+        Ops.swiglu(gate: gate.matrix(rows: rows, cols: cols), up: up.matrix(rows: rows, cols: cols))
+    }
+
+    /// Dequantizes raw ggml blocks.
+    public static func dequantize(_ type: GGMLType, bytes: [UInt8], count: Int, into out: FloatBuffer) {
+        precondition(type.isSupported && out.count >= count && bytes.count >= count / type.blockLayout.elements * type.blockLayout.bytes)
+        bytes.withUnsafeBytes { src in out.withUnsafeMutableBufferPointer { Dequantize.run(type, src: src, count: count, into: $0) } }
+    }
+}
