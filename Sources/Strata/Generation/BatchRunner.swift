@@ -66,11 +66,13 @@ public final class BatchRunner {
     /// Runs until `next` returns nil and every admitted sequence has finished. `onToken` sees each
     /// token as it is chosen; `onFinish` each request's outcome (an error for a request that cannot
     /// run, such as a prompt longer than the context: the others go on). `shouldStop` is polled
-    /// once per step; when it returns true, running sequences finish as `cancelled`.
+    /// once per step; when it returns true, running sequences finish as `cancelled`. `isCancelled`
+    /// is asked per sequence after each of its tokens: true ends that one as `cancelled`.
     public func run(next: () -> BatchRequest?,
                     onToken: ((String, TokenEvent) -> Void)? = nil,
                     onFinish: (String, Result<GenerationResult, Error>) -> Void,
-                    shouldStop: () -> Bool = { false }) throws {
+                    shouldStop: () -> Bool = { false },
+                    isCancelled: (String) -> Bool = { _ in false }) throws {
         var free = Array((0 ..< context.slots).reversed())
         var running: [Sequence] = []
         var exhausted = false
@@ -177,6 +179,7 @@ public final class BatchRunner {
                 else if stopped { reason = .stop }
                 else if s.ids.count + 1 >= p.maxTokens { reason = .length }
                 else if context.lengths[s.slot] >= context.contextLength { reason = .length }
+                else if isCancelled(s.request.id) { reason = .cancelled }
                 if let reason {
                     s.ids.append(token)
                     finish(s, reason)

@@ -33,7 +33,8 @@ public enum FinishReason: String, Sendable, Codable {
     case cancelled
 }
 
-/// One generated token.
+/// One generated token, or (with `token == -1`) the text that was still held back when generation
+/// ended (an incomplete character, or the start of a stop string that never completed).
 public struct TokenEvent: Sendable {
     public let token: Int32
     /// Text that became final with this token (may be empty: held back or an incomplete character).

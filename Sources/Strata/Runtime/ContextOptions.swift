@@ -34,6 +34,7 @@ public enum InferenceError: Error, Equatable, CustomStringConvertible {
     case promptTooLong(tokens: Int, contextLength: Int)
     case tokenOutOfRange(id: Int32, vocabSize: Int)
     case badSlot(Int, slots: Int)
+    case slotRepeated(Int)
     case batchTooLarge(rows: Int, max: Int)
     case tooManyLogits(rows: Int, max: Int)
     case emptyPrompt
@@ -49,6 +50,7 @@ public enum InferenceError: Error, Equatable, CustomStringConvertible {
             return "prompt is \(tokens) tokens, longer than the context of \(ctx) (raise --ctx or shorten the prompt)"
         case let .tokenOutOfRange(id, vocab): return "token id \(id) is outside the vocabulary (0..<\(vocab))"
         case let .badSlot(s, n): return "sequence slot \(s) does not exist (0..<\(n))"
+        case let .slotRepeated(s): return "sequence slot \(s) appears twice in one step"
         case let .batchTooLarge(rows, max): return "batch of \(rows) tokens exceeds the step size of \(max)"
         case let .tooManyLogits(rows, max): return "\(rows) logits rows requested, at most \(max) per step"
         case .emptyPrompt: return "the prompt is empty"

@@ -132,17 +132,17 @@ public final class InferenceContext {
 
     // MARK: - Forward
 
-    /// Checks a batch against the context without running it.
+    /// Checks a batch against the context without running it: step size, logits rows, slots,
+    /// room in each slot's context, token ids.
     public func validate(_ batch: Batch) throws {
         guard batch.tokens.count <= maxBatchTokens else { throw InferenceError.batchTooLarge(rows: batch.tokens.count, max: maxBatchTokens) }
         guard batch.logitsRows <= maxLogitsRows else { throw InferenceError.tooManyLogits(rows: batch.logitsRows, max: maxLogitsRows) }
-        var adding = [Int](repeating: 0, count: 0)
-        for e in batch.entries {
+        for (i, e) in batch.entries.enumerated() {
             guard e.slot >= 0 && e.slot < slots else { throw InferenceError.badSlot(e.slot, slots: slots) }
-            if adding.isEmpty { adding = Array(repeating: 0, count: slots) }
-            adding[e.slot] += e.count
-            if lengths[e.slot] + adding[e.slot] > contextLength {
-                throw InferenceError.contextFull(slot: e.slot, length: lengths[e.slot], adding: adding[e.slot], contextLength: contextLength)
+            // Each entry starts at its slot's current length, so a slot may appear only once per step.
+            for other in batch.entries[..<i] where other.slot == e.slot { throw InferenceError.slotRepeated(e.slot) }
+            guard lengths[e.slot] + e.count <= contextLength else {
+                throw InferenceError.contextFull(slot: e.slot, length: lengths[e.slot], adding: e.count, contextLength: contextLength)
             }
         }
         for t in batch.tokens where t < 0 || Int(t) >= c.vocabSize {
@@ -151,19 +151,9 @@ public final class InferenceContext {
     }
 
     /// Runs one forward step: appends every entry's tokens to its slot and computes the requested
-    /// logits. A slot may appear at most once per batch.
+    /// logits. Nothing is allocated. Invalid input throws before any compute (see `validate`).
     public func evaluate(_ batch: Batch) throws {
-        guard batch.tokens.count <= maxBatchTokens else { throw InferenceError.batchTooLarge(rows: batch.tokens.count, max: maxBatchTokens) }
-        guard batch.logitsRows <= maxLogitsRows else { throw InferenceError.tooManyLogits(rows: batch.logitsRows, max: maxLogitsRows) }
-        for e in batch.entries {
-            guard e.slot >= 0 && e.slot < slots else { throw InferenceError.badSlot(e.slot, slots: slots) }
-            guard lengths[e.slot] + e.count <= contextLength else {
-                throw InferenceError.contextFull(slot: e.slot, length: lengths[e.slot], adding: e.count, contextLength: contextLength)
-            }
-        }
-        for t in batch.tokens where t < 0 || Int(t) >= c.vocabSize {
-            throw InferenceError.tokenOutOfRange(id: t, vocabSize: c.vocabSize)
-        }
+        try validate(batch)
         let T = batch.tokens.count
         logitsRowsReady = 0
         guard T > 0 else { return }

@@ -1,0 +1,83 @@
+import Foundation
+import Testing
+@testable import Strata
+
+@Suite struct BatchEngineTests {
+    @Test func concurrentStreamsEqualSingleSequences() async throws {
+        let model = ForwardTests.tiny
+        let engine = try BatchEngine(model: model, options: ContextOptions(backend: .naive, contextLength: 64, slots: 4))
+        var p = GenerationParameters()
+        p.sampling = .greedy
+        p.maxTokens = 8
+        p.ignoreEOS = true
+        let prompts: [[Int32]] = (0 ..< 10).map { i in (0 ... i % 5).map { Int32(5 + 13 * i + $0) } }
+        let got = try await withThrowingTaskGroup(of: (Int, [Int32]).self) { group in
+            for (i, ids) in prompts.enumerated() {
+                group.addTask {
+                    var out: [Int32] = []
+                    for try await e in engine.submit(.ids(ids), parameters: p) where e.token >= 0 { out.append(e.token) }
+                    return (i, out)
+                }
+            }
+            var all: [Int: [Int32]] = [:]
+            for try await (i, ids) in group { all[i] = ids }
+            return all
+        }
+        let single = try Engine(model: model, options: ContextOptions(backend: .naive, contextLength: 64))
+        for (i, ids) in prompts.enumerated() {
+            #expect(got[i] == (try single.generate(.ids(ids), parameters: p)).ids, "request \(i)")
+        }
+    }
+
+    @Test func cancellingOneStreamLeavesTheOthers() async throws {
+        let engine = try BatchEngine(model: ForwardTests.tiny, options: ContextOptions(backend: .naive, contextLength: 128, slots: 2))
+        var p = GenerationParameters()
+        p.sampling = .greedy
+        p.maxTokens = 100
+        p.ignoreEOS = true
+        async let other: Int = {
+            var n = 0
+            for try await e in engine.submit(.ids([7, 8]), parameters: p) where e.token >= 0 { n += 1 }
+            return n
+        }()
+        var seen = 0
+        for try await e in engine.submit(.ids([9]), parameters: p) where e.token >= 0 {
+            seen += 1
+            if seen == 3 { break }
+        }
+        #expect(seen == 3)
+        #expect(try await other == 100)
+        // A bad request fails its own stream only.
+        await #expect(throws: InferenceError.self) {
+            for try await _ in engine.submit(.ids([Int32](repeating: 3, count: 200)), parameters: p) {}
+        }
+    }
+}
+
+@Suite(.serialized) struct ChatInterruptTests {
+    /// Ctrl-C during an answer stops that answer, not the program.
+    @Test func sigintStopsTheAnswerNotTheProgram() throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: CLI.binary)
+        p.arguments = ["chat", "--model", RealModel.path, "--ctx", "2048", "--max-tokens", "1500", "--ignore-eos", "--temperature", "0"]
+        let inp = Pipe(), out = Pipe(), err = Pipe()
+        p.standardInput = inp
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        inp.fileHandleForWriting.write(Data("Tell me a very long story.\n".utf8))
+        // Wait for the answer to start streaming, then interrupt it.
+        var received = Data()
+        while received.count < 20 { received.append(out.fileHandleForReading.availableData) }
+        kill(p.processIdentifier, SIGINT)
+        inp.fileHandleForWriting.write(Data("/quit\n".utf8))
+        try inp.fileHandleForWriting.close()
+        let rest = out.fileHandleForReading.readDataToEndOfFile()
+        let errText = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0, "\(errText)")
+        #expect(errText.contains("(stopped)"))
+        // Far fewer than 1500 tokens were printed.
+        #expect(received.count + rest.count < 3000)
+    }
+}
