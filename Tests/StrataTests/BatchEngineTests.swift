@@ -6,10 +6,11 @@ import Testing
     @Test func concurrentStreamsEqualSingleSequences() async throws {
         let model = ForwardTests.tiny
         let engine = try BatchEngine(model: model, options: ContextOptions(backend: .naive, contextLength: 64, slots: 4))
-        var p = GenerationParameters()
-        p.sampling = .greedy
-        p.maxTokens = 8
-        p.ignoreEOS = true
+        var q = GenerationParameters()
+        q.sampling = .greedy
+        q.maxTokens = 8
+        q.ignoreEOS = true
+        let p = q
         let prompts: [[Int32]] = (0 ..< 10).map { i in (0 ... i % 5).map { Int32(5 + 13 * i + $0) } }
         let got = try await withThrowingTaskGroup(of: (Int, [Int32]).self) { group in
             for (i, ids) in prompts.enumerated() {
@@ -31,10 +32,11 @@ import Testing
 
     @Test func cancellingOneStreamLeavesTheOthers() async throws {
         let engine = try BatchEngine(model: ForwardTests.tiny, options: ContextOptions(backend: .naive, contextLength: 128, slots: 2))
-        var p = GenerationParameters()
-        p.sampling = .greedy
-        p.maxTokens = 100
-        p.ignoreEOS = true
+        var q = GenerationParameters()
+        q.sampling = .greedy
+        q.maxTokens = 100
+        q.ignoreEOS = true
+        let p = q
         async let other: Int = {
             var n = 0
             for try await e in engine.submit(.ids([7, 8]), parameters: p) where e.token >= 0 { n += 1 }

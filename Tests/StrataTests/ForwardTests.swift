@@ -131,7 +131,7 @@ import Testing
         b.removeAll(); b.add(slot: 2, token: 1)
         #expect(throws: InferenceError.badSlot(2, slots: 1)) { try ctx.evaluate(b) }
         #expect(ctx.lengths == [0])
-        b.removeAll(); b.add(slot: 0, token: 1); b.add(slot: 0, token: 2)
+        b.removeAll(); b.add(slot: 0, token: 1, logits: false); b.add(slot: 0, token: 2)
         #expect(throws: InferenceError.slotRepeated(0)) { try ctx.evaluate(b) }
         #expect(ctx.lengths == [0])
         #expect(throws: InferenceError.self) { try InferenceContext(model: Self.tiny, options: ContextOptions(contextLength: 0)) }
