@@ -106,14 +106,14 @@ struct BenchCommand: ParsableCommand {
                     var samples: [WorkloadResult] = []
                     for i in 0 ..< r { samples.append(try Workloads.run(test, context: ctx, seed: UInt64(i + 1))) }
                     let (mean, sd) = meanAndSD(samples.map(\.tokensPerSecond))
-                    var rec: Record
-                    switch test {
-                    case let .prompt(x):
-                        rec = Record(test: "pp\(x)", backend: backend.rawValue, threads: t, n_prompt: x, n_gen: 0, batch: 1, repetitions: r, tokens_per_second: mean, sd: sd, samples: samples.map(\.tokensPerSecond))
-                    case let .generate(x):
-                        rec = Record(test: "tg\(x)", backend: backend.rawValue, threads: t, n_prompt: 0, n_gen: x, batch: 1, repetitions: r, tokens_per_second: mean, sd: sd, samples: samples.map(\.tokensPerSecond))
-                    case let .batch(b, pp, g):
-                        rec = Record(test: "batch\(b)", backend: backend.rawValue, threads: t, n_prompt: pp, n_gen: g, batch: b, repetitions: r, tokens_per_second: mean, sd: sd, samples: samples.map(\.tokensPerSecond))
+                    let (name, nPrompt, nGen, batchSize): (String, Int, Int, Int) = switch test {
+                    case let .prompt(x): ("pp\(x)", x, 0, 1)
+                    case let .generate(x): ("tg\(x)", 0, x, 1)
+                    case let .batch(b, pp, g): ("batch\(b)", pp, g, b)
+                    }
+                    var rec = Record(test: name, backend: backend.rawValue, threads: t, n_prompt: nPrompt, n_gen: nGen, batch: batchSize,
+                                     repetitions: r, tokens_per_second: mean, sd: sd, samples: samples.map(\.tokensPerSecond))
+                    if case .batch = test {
                         rec.prefill_tokens_per_second = meanAndSD(samples.compactMap(\.prefillTokensPerSecond)).mean
                         rec.end_to_end_tokens_per_second = meanAndSD(samples.compactMap(\.endToEndTokensPerSecond)).mean
                     }

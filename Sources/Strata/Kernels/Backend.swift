@@ -43,16 +43,22 @@ enum GEMM {
         }
     }
 
+    /// Up to this many rows, one sgemv per row: OpenBLAS 0.3.21's sgemm reaches ~28 GFLOP/s at 4
+    /// rows here, below the ~60 GB/s its sgemv streams the weights at (see BENCHMARKS.md).
+    static let gemvRowLimit = 4
+
     private static func blas(m: Int, n: Int, k: Int, a: Matrix, b: Matrix, c: Matrix, transB: Bool, accumulate: Bool) {
         let beta: Float = accumulate ? 1 : 0
-        if m == 1 {
-            // One row: sgemm with M = 1 reaches a fraction of the memory bandwidth; sgemv streams it.
-            if transB {
-                cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(k), 1, b.base, Int32(b.stride),
-                            a.base, 1, beta, c.base, 1)
-            } else {
-                cblas_sgemv(CblasRowMajor, CblasTrans, Int32(k), Int32(n), 1, b.base, Int32(b.stride),
-                            a.base, 1, beta, c.base, 1)
+        if m <= gemvRowLimit {
+            // Matrix-vector products stream the weights; sgemm at M = 1 is several times slower.
+            for i in 0 ..< m {
+                if transB {
+                    cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(k), 1, b.base, Int32(b.stride),
+                                a.row(i), 1, beta, c.row(i), 1)
+                } else {
+                    cblas_sgemv(CblasRowMajor, CblasTrans, Int32(k), Int32(n), 1, b.base, Int32(b.stride),
+                                a.row(i), 1, beta, c.row(i), 1)
+                }
             }
             return
         }
