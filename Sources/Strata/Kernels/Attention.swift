@@ -9,50 +9,36 @@ enum Attention {
         var group: Int { heads / kvHeads }
     }
 
-    /// One query row against its `visible` cached keys, for the query heads of KV head `g`, fused:
-    /// scores (each key row read once for the whole group), softmax, and the weighted sum of values
-    /// (each value row read once). `scratch` holds `group × visible` floats.
+    /// One query row against its `visible` cached keys, for the query heads of KV head `g`, fused
+    /// per head: scores, softmax, and the probability-weighted sum of values. The key and value
+    /// rows of the group are read once per head from cache; the output accumulates in registers
+    /// (eight SIMD8 sums for a 64-wide head), not in memory. `scratch` holds `visible` floats.
     ///
     /// q: [qDim] (all heads of the row) · k, v: [positions, kvDim] (the slot's cache) · out: [qDim]
     static func fusedRow(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                          out: UnsafeMutablePointer<Float>, visible S: Int, kvHead g: Int, shape: Shape, scale: Float,
                          scratch: UnsafeMutablePointer<Float>) {
-        let hd = shape.headDim, G = shape.group
-        let h0 = g * G
-        // Scores: each key row is read once for the group's heads.
-        for s in 0 ..< S {
-            let krow = k + s * shape.kvDim + g * hd
-            for i in 0 ..< G { scratch[i * S + s] = dot(q + (h0 + i) * hd, krow, hd) }
-        }
-        for i in 0 ..< G { SIMDMath.softmax(scratch + i * S, S, scale: scale) }
-        // Values: out_h = Σ_s p_h[s]·V[s], 32 dimensions at a time with the sums in registers.
-        if hd % 32 == 0 && G <= 4 {
-            var d = 0
-            while d < hd {
-                withUnsafeTemporaryAllocation(of: SIMD8<Float>.self, capacity: 16) { a in
-                    a.initialize(repeating: SIMD8<Float>())
-                    for s in 0 ..< S {
-                        let vrow = v + s * shape.kvDim + g * hd + d
-                        let v0 = SIMDMath.load(vrow), v1 = SIMDMath.load(vrow + 8), v2 = SIMDMath.load(vrow + 16), v3 = SIMDMath.load(vrow + 24)
-                        for i in 0 ..< G {
-                            let p = SIMD8<Float>(repeating: scratch[i * S + s])
-                            a[4 * i].addProduct(p, v0); a[4 * i + 1].addProduct(p, v1)
-                            a[4 * i + 2].addProduct(p, v2); a[4 * i + 3].addProduct(p, v3)
-                        }
-                    }
-                    for i in 0 ..< G {
-                        let o = out + (h0 + i) * hd + d
-                        SIMDMath.store(a[4 * i], o); SIMDMath.store(a[4 * i + 1], o + 8)
-                        SIMDMath.store(a[4 * i + 2], o + 16); SIMDMath.store(a[4 * i + 3], o + 24)
-                    }
+        let hd = shape.headDim, kvDim = shape.kvDim
+        let kg = k + g * hd, vg = v + g * hd
+        for h in g * shape.group ..< (g + 1) * shape.group {
+            let qh = q + h * hd, o = out + h * hd
+            for s in 0 ..< S { scratch[s] = dot(qh, kg + s * kvDim, hd) }
+            SIMDMath.softmax(scratch, S, scale: scale)
+            if hd == 64 {
+                var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
+                var a4 = SIMD8<Float>(), a5 = SIMD8<Float>(), a6 = SIMD8<Float>(), a7 = SIMD8<Float>()
+                for s in 0 ..< S {
+                    let p = SIMD8<Float>(repeating: scratch[s]), r = vg + s * kvDim
+                    a0.addProduct(p, SIMDMath.load(r)); a1.addProduct(p, SIMDMath.load(r + 8))
+                    a2.addProduct(p, SIMDMath.load(r + 16)); a3.addProduct(p, SIMDMath.load(r + 24))
+                    a4.addProduct(p, SIMDMath.load(r + 32)); a5.addProduct(p, SIMDMath.load(r + 40))
+                    a6.addProduct(p, SIMDMath.load(r + 48)); a7.addProduct(p, SIMDMath.load(r + 56))
                 }
-                d += 32
-            }
-        } else {
-            for i in 0 ..< G { (out + (h0 + i) * hd).update(repeating: 0, count: hd) }
-            for s in 0 ..< S {
-                let vrow = v + s * shape.kvDim + g * hd
-                for i in 0 ..< G { SIMDMath.axpy(scratch[i * S + s], vrow, out + (h0 + i) * hd, hd) }
+                SIMDMath.store(a0, o); SIMDMath.store(a1, o + 8); SIMDMath.store(a2, o + 16); SIMDMath.store(a3, o + 24)
+                SIMDMath.store(a4, o + 32); SIMDMath.store(a5, o + 40); SIMDMath.store(a6, o + 48); SIMDMath.store(a7, o + 56)
+            } else {
+                o.update(repeating: 0, count: hd)
+                for s in 0 ..< S { SIMDMath.axpy(scratch[s], vg + s * kvDim, o, hd) }
             }
         }
     }

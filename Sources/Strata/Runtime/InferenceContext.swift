@@ -35,7 +35,7 @@ public final class InferenceContext {
     private let att: FloatBuffer              // [T, qDim] attention output, heads side by side
     private let gate, up: FloatBuffer         // [T, ff]
     private let scores: FloatBuffer           // [T, ctx] one head at a time
-    private let rowScratch: FloatBuffer       // [group, ctx] for the fused row kernel
+    private let rowScratch: FloatBuffer       // [ctx] scores of one head for the fused row kernel
     private let xOut: FloatBuffer             // [L, embd] final-normed rows that need logits
     private let logitsBuf: FloatBuffer        // [L, vocab]
     private let positions: UnsafeMutablePointer<Int32>  // [T]
@@ -65,7 +65,7 @@ public final class InferenceContext {
         let T = maxBatchTokens, L = maxLogitsRows
         let kvElements = c.blockCount * slots * ctx * c.kvDim
         let scratchElements = T * (2 * c.embeddingLength + 2 * c.qDim + 2 * c.kvDim + 2 * c.feedForwardLength + ctx)
-            + L * (c.embeddingLength + c.vocabSize) + ctx * c.ropeDim + c.groupSize * ctx
+            + L * (c.embeddingLength + c.vocabSize) + ctx * c.ropeDim + ctx
         kvCacheBytes = 2 * kvElements * 4
         scratchBytes = scratchElements * 4
         let available = availableMemory()
@@ -87,7 +87,7 @@ public final class InferenceContext {
         gate = FloatBuffer(count: T * c.feedForwardLength)
         up = FloatBuffer(count: T * c.feedForwardLength)
         scores = FloatBuffer(count: T * ctx)
-        rowScratch = FloatBuffer(count: c.groupSize * ctx)
+        rowScratch = FloatBuffer(count: ctx)
         xOut = FloatBuffer(count: L * c.embeddingLength)
         logitsBuf = FloatBuffer(count: L * c.vocabSize)
         positions = .allocate(capacity: T)
