@@ -5,7 +5,7 @@ export STRATA_HOME
 MODEL := $(STRATA_HOME)/models/SmolLM2-135M-Instruct.Q4_1.gguf
 SWIFT ?= swift
 RELEASE_BIN := .build/release/strata
-PROMPT ?= The capital of France is
+PROMPT ?= What is the capital of France? Answer in one sentence.
 
 .PHONY: all setup deps model build release run test bench clean
 
