@@ -60,7 +60,7 @@ struct BatchCommand: ParsableCommand {
         let runner = BatchRunner(context: engine.context, tokenizer: engine.tokenizer)
 
         // Ctrl-C: stop after the current step; sequences in flight are not written (redone on resume).
-        let stop = CancellationFlagCLI()
+        let stop = CancellationFlag()
         signal(SIGINT, SIG_IGN)
         let source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
         source.setEventHandler { stop.set() }
@@ -78,7 +78,7 @@ struct BatchCommand: ParsableCommand {
                     return request
                 } catch {
                     out.writeError(id: job.idValue, line: job.line, message: "\(error)")
-                    progress.finished(tokens: 0, error: true)
+                    progress.finished(error: true)
                 }
             }
             return nil
@@ -89,10 +89,10 @@ struct BatchCommand: ParsableCommand {
             case let .success(r):
                 if r.finishReason == .cancelled { return }
                 out.writeResult(id: job.idValue, result: r)
-                progress.finished(tokens: 0, error: false)
+                progress.finished(error: false)
             case let .failure(e):
                 out.writeError(id: job.idValue, line: job.line, message: "line \(job.line): \(e)")
-                progress.finished(tokens: 0, error: true)
+                progress.finished(error: true)
             }
         }, shouldStop: { stop.isSet })
         progress.done()
@@ -101,13 +101,6 @@ struct BatchCommand: ParsableCommand {
             Foundation.exit(130)
         }
     }
-}
-
-final class CancellationFlagCLI: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = false
-    func set() { lock.lock(); value = true; lock.unlock() }
-    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
 }
 
 /// One input line.
@@ -306,7 +299,7 @@ struct Progress {
         maybePrint()
     }
 
-    mutating func finished(tokens _: Int, error: Bool) {
+    mutating func finished(error: Bool) {
         completed += 1
         if error { errors += 1 }
         maybePrint(force: !stderrIsTerminal && completed == total)

@@ -27,35 +27,21 @@ public final class BatchRunner {
         didSet { context.observer = observer }
     }
 
-    private final class Sequence {
-        let request: BatchRequest
+    /// A running request: its slot and state.
+    private final class Running {
+        let id: String
         let slot: Int
+        let state: SequenceState
         var prefilled = 0
-        var pending: Int32 = -1          // sampled, not yet evaluated
-        var ids: [Int32] = []
-        var text = ""
-        var logprobs: [Float] = []
-        var tops: [[TokenLogprob]] = []
-        let sampler: Sampler
-        var decoder: StreamingDecoder?
-        var stops: StopMatcher
-        let eog: Set<Int32>
-        let start: UInt64
-        var promptDone: UInt64 = 0
-        var firstToken: UInt64 = 0
 
         init(_ r: BatchRequest, slot: Int, vocab: Int, tokenizer: Tokenizer?) {
-            request = r
+            id = r.id
             self.slot = slot
-            sampler = Sampler(parameters: r.parameters.sampling, vocabularySize: vocab)
-            for t in r.promptIds { sampler.accept(t) }
-            decoder = tokenizer.map { StreamingDecoder(tokenizer: $0) }
-            stops = StopMatcher(r.parameters.stop)
-            eog = r.parameters.ignoreEOS ? [] : (tokenizer?.endOfGeneration ?? [])
-            start = DispatchTime.now().uptimeNanoseconds
+            state = SequenceState(promptIds: r.promptIds, parameters: r.parameters, vocabularySize: vocab, tokenizer: tokenizer)
         }
 
-        var prefilling: Bool { prefilled < request.promptIds.count }
+        var prompt: [Int32] { state.promptIds }
+        var prefilling: Bool { prefilled < prompt.count }
     }
 
     public init(context: InferenceContext, tokenizer: Tokenizer?) {
@@ -74,10 +60,10 @@ public final class BatchRunner {
                     shouldStop: () -> Bool = { false },
                     isCancelled: (String) -> Bool = { _ in false }) throws {
         var free = Array((0 ..< context.slots).reversed())
-        var running: [Sequence] = []
+        var running: [Running] = []
         var exhausted = false
         var batch = Batch(capacity: context.maxBatchTokens)
-        var rowOf: [(Sequence, Int)] = []
+        var rowOf: [(Running, Int)] = []
         rowOf.reserveCapacity(context.slots)
         let budget = context.maxBatchTokens
 
@@ -99,28 +85,13 @@ public final class BatchRunner {
                 }
                 free.removeLast()
                 context.reset(slot: slot)
-                running.append(Sequence(r, slot: slot, vocab: context.vocabSize, tokenizer: tokenizer))
+                running.append(Running(r, slot: slot, vocab: context.vocabSize, tokenizer: tokenizer))
             }
         }
 
-        func finish(_ s: Sequence, _ reason: FinishReason) {
-            if reason != .stop && reason != .eos, s.decoder != nil {
-                let rest = s.stops.feed(s.decoder!.flush()).emit + s.stops.flush()
-                if !rest.isEmpty {
-                    s.text += rest
-                    onToken?(s.request.id, TokenEvent(token: -1, text: rest, logprob: .nan, top: []))
-                }
-            }
-            let end = DispatchTime.now().uptimeNanoseconds
-            var t = GenerationTimings()
-            t.promptTokens = s.request.promptIds.count
-            t.promptSeconds = Double(s.promptDone - s.start) / 1e9
-            t.generatedTokens = s.ids.count
-            t.generationSeconds = Double(end - max(s.firstToken, s.promptDone)) / 1e9
-            t.timeToFirstToken = Double(s.firstToken - s.start) / 1e9
-            onFinish(s.request.id, .success(GenerationResult(
-                promptIds: s.request.promptIds, ids: s.ids, text: s.text, finishReason: reason, timings: t,
-                seed: s.sampler.seed, logprobs: s.logprobs, topLogprobs: s.tops)))
+        func finish(_ s: Running, _ reason: FinishReason) {
+            let result = s.state.finish(reason) { onToken?(s.id, $0) }
+            onFinish(s.id, .success(result))
             free.append(s.slot)
         }
 
@@ -135,12 +106,12 @@ public final class BatchRunner {
             batch.removeAll()
             rowOf.removeAll(keepingCapacity: true)
             for s in running where !s.prefilling {
-                rowOf.append((s, batch.add(slot: s.slot, token: s.pending)))
+                rowOf.append((s, batch.add(slot: s.slot, token: s.state.ids.last!)))
             }
             // 2. Prefill chunks, oldest first, within the remaining budget.
             var room = budget - batch.tokens.count
             for s in running where s.prefilling && room > 0 {
-                let p = s.request.promptIds
+                let p = s.prompt
                 let n = min(room, p.count - s.prefilled)
                 let completes = s.prefilled + n == p.count
                 let row = batch.add(slot: s.slot, tokens: p[s.prefilled ..< s.prefilled + n], logits: completes ? .last : .none)
@@ -154,38 +125,12 @@ public final class BatchRunner {
             let t0 = observer != nil ? DispatchTime.now().uptimeNanoseconds : 0
             var finished: [ObjectIdentifier] = []
             for (s, row) in rowOf {
-                let now = DispatchTime.now().uptimeNanoseconds
-                if s.promptDone == 0 { s.promptDone = now }
-                if s.pending >= 0 { s.ids.append(s.pending) } // it is in the cache now
-                let p = s.request.parameters
-                let (token, lp, top) = context.withLogits(row: row) { logits -> (Int32, Float, [TokenLogprob]) in
-                    let t = s.sampler.sample(logits)
-                    guard p.logprobs || p.topLogprobs > 0 else { return (t, .nan, []) }
-                    return Generator.logprobs(logits, chosen: t, top: p.topLogprobs)
-                }
-                if s.firstToken == 0 { s.firstToken = DispatchTime.now().uptimeNanoseconds }
-                s.sampler.accept(token)
-                if p.logprobs || p.topLogprobs > 0 { s.logprobs.append(lp); s.tops.append(top) }
-                var piece = ""
-                var stopped = false
-                let isEOG = s.eog.contains(token)
-                if !isEOG, s.decoder != nil {
-                    (piece, stopped) = s.stops.feed(s.decoder!.append(token))
-                    s.text += piece
-                }
-                onToken?(s.request.id, TokenEvent(token: token, text: piece, logprob: lp, top: top))
-                var reason: FinishReason?
-                if isEOG { reason = .eos }
-                else if stopped { reason = .stop }
-                else if s.ids.count + 1 >= p.maxTokens { reason = .length }
-                else if context.lengths[s.slot] >= context.contextLength { reason = .length }
-                else if isCancelled(s.request.id) { reason = .cancelled }
-                if let reason {
-                    s.ids.append(token)
+                let (event, ended) = context.withLogits(row: row) { s.state.next($0) }
+                onToken?(s.id, event)
+                if let reason = ended ?? (context.lengths[s.slot] >= context.contextLength ? .length : nil)
+                    ?? (isCancelled(s.id) ? .cancelled : nil) {
                     finish(s, reason)
                     finished.append(ObjectIdentifier(s))
-                } else {
-                    s.pending = token
                 }
             }
             if let observer {

@@ -98,10 +98,12 @@ public final class Engine: @unchecked Sendable {
     public func reset() { queue.sync { generator.reset() } }
 }
 
-/// A flag set from any thread.
-final class CancellationFlag: @unchecked Sendable {
+/// A flag set from any thread (a signal handler, a stream's termination) and polled by the
+/// generating thread.
+public final class CancellationFlag: @unchecked Sendable {
     private let lock = NSLock()
     private var value = false
-    func set() { lock.lock(); value = true; lock.unlock() }
-    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
+    public init() {}
+    public func set() { lock.lock(); value = true; lock.unlock() }
+    public var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
 }

@@ -54,69 +54,20 @@ public final class Generator {
     public func generate(promptIds: [Int32], parameters: GenerationParameters, slot: Int = 0, reuseCache: Bool = false,
                          onToken: (TokenEvent) -> Bool = { _ in true }) throws -> GenerationResult {
         try parameters.validate()
-        let start = DispatchTime.now().uptimeNanoseconds
+        let state = SequenceState(promptIds: promptIds, parameters: parameters, vocabularySize: context.vocabSize, tokenizer: tokenizer)
         try prefill(promptIds, slot: slot, reuseCache: reuseCache)
-        let promptDone = DispatchTime.now().uptimeNanoseconds
-
-        let sampler = Sampler(parameters: parameters.sampling, vocabularySize: context.vocabSize)
-        for t in promptIds { sampler.accept(t) }
-        var decoder = tokenizer.map { StreamingDecoder(tokenizer: $0) }
-        var stops = StopMatcher(parameters.stop)
-        let eog = parameters.ignoreEOS ? [] : endOfGeneration
-        var ids: [Int32] = []
-        ids.reserveCapacity(parameters.maxTokens)
-        var text = ""
-        var logprobs: [Float] = []
-        var tops: [[TokenLogprob]] = []
-        var finish = FinishReason.length
-        var firstTokenAt: UInt64 = 0
-
         while true {
-            let (token, lp, top) = context.withLogits(row: 0) { logits -> (Int32, Float, [TokenLogprob]) in
-                let t = sampler.sample(logits)
-                guard parameters.logprobs || parameters.topLogprobs > 0 else { return (t, .nan, []) }
-                return Self.logprobs(logits, chosen: t, top: parameters.topLogprobs)
+            let (event, ended) = context.withLogits(row: 0) { state.next($0) }
+            let keepGoing = onToken(event)
+            if let reason = ended ?? (keepGoing ? nil : .cancelled)
+                ?? (context.lengths[slot] >= context.contextLength ? .length : nil) {
+                return state.finish(reason) { _ = onToken($0) }
             }
-            if firstTokenAt == 0 { firstTokenAt = DispatchTime.now().uptimeNanoseconds }
-            ids.append(token)
-            sampler.accept(token)
-            if parameters.logprobs || parameters.topLogprobs > 0 { logprobs.append(lp); tops.append(top) }
-
-            var piece = ""
-            var stopped = false
-            let isEOG = eog.contains(token)
-            if !isEOG, decoder != nil {
-                (piece, stopped) = stops.feed(decoder!.append(token))
-                text += piece
-            }
-            let keepGoing = onToken(TokenEvent(token: token, text: piece, logprob: lp, top: top))
-            if isEOG { finish = .eos; break }
-            if stopped { finish = .stop; break }
-            if !keepGoing { finish = .cancelled; break }
-            if ids.count >= parameters.maxTokens { finish = .length; break }
-            if context.lengths[slot] >= context.contextLength { finish = .length; break }
-
             batch.removeAll()
-            batch.add(slot: slot, token: token)
+            batch.add(slot: slot, token: event.token)
             try context.evaluate(batch)
-            cachedIds[slot].append(token)
+            cachedIds[slot].append(event.token)
         }
-        if finish != .stop && finish != .eos, decoder != nil {
-            let rest = stops.feed(decoder!.flush()).emit + stops.flush()
-            if !rest.isEmpty {
-                text += rest
-                _ = onToken(TokenEvent(token: -1, text: rest, logprob: .nan, top: []))
-            }
-        }
-        let end = DispatchTime.now().uptimeNanoseconds
-        var timings = GenerationTimings()
-        timings.promptTokens = promptIds.count
-        timings.promptSeconds = Double(promptDone - start) / 1e9
-        timings.generatedTokens = ids.count
-        timings.generationSeconds = Double(end - max(firstTokenAt, promptDone)) / 1e9
-        timings.timeToFirstToken = Double(firstTokenAt - start) / 1e9
-        return GenerationResult(promptIds: promptIds, ids: ids, text: text, finishReason: finish, timings: timings,
-                                seed: sampler.seed, logprobs: logprobs, topLogprobs: tops)
     }
 
     /// Log-softmax of the chosen token and the `top` most likely ones.

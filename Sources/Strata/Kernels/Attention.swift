@@ -4,7 +4,6 @@ enum Attention {
         let headDim: Int
         let heads: Int
         let kvHeads: Int
-        let qDim: Int
         let kvDim: Int
         var group: Int { heads / kvHeads }
     }
@@ -22,7 +21,7 @@ enum Attention {
         let kg = k + g * hd, vg = v + g * hd
         for h in g * shape.group ..< (g + 1) * shape.group {
             let qh = q + h * hd, o = out + h * hd
-            for s in 0 ..< S { scratch[s] = dot(qh, kg + s * kvDim, hd) }
+            for s in 0 ..< S { scratch[s] = SIMDMath.dot(qh, kg + s * kvDim, hd) }
             SIMDMath.softmax(scratch, S, scale: scale)
             if hd == 64 {
                 var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
@@ -41,24 +40,5 @@ enum Attention {
                 for s in 0 ..< S { SIMDMath.axpy(scratch[s], vg + s * kvDim, o, hd) }
             }
         }
-    }
-
-    /// A dot product whose final reduction goes through halves (cheap extracts), not lane by lane.
-    @inline(__always)
-    static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
-        var s0 = SIMD8<Float>(), s1 = SIMD8<Float>()
-        var i = 0
-        while i + 16 <= n {
-            s0.addProduct(SIMDMath.load(a + i), SIMDMath.load(b + i))
-            s1.addProduct(SIMDMath.load(a + i + 8), SIMDMath.load(b + i + 8))
-            i += 16
-        }
-        if i + 8 <= n { s0.addProduct(SIMDMath.load(a + i), SIMDMath.load(b + i)); i += 8 }
-        let s8 = s0 + s1
-        let s4 = s8.lowHalf + s8.highHalf
-        let s2 = s4.lowHalf + s4.highHalf
-        var r = s2[0] + s2[1]
-        while i < n { r += a[i] * b[i]; i += 1 }
-        return r
     }
 }

@@ -38,7 +38,8 @@ enum SIMDMath {
     @inline(__always)
     static func store(_ v: V, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: V.self) }
 
-    /// Σ a[i]·b[i], 8 lanes at a time with two accumulators.
+    /// Σ a[i]·b[i], 8 lanes at a time with two accumulators. The final reduction goes through
+    /// halves (cheap extracts), not lane by lane.
     @inline(__always)
     static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
         var s0 = V(), s1 = V()
@@ -49,9 +50,12 @@ enum SIMDMath {
             i += 16
         }
         if i + 8 <= n { s0.addProduct(load(a + i), load(b + i)); i += 8 }
-        var s = (s0 + s1).sum()
-        while i < n { s += a[i] * b[i]; i += 1 }
-        return s
+        let s8 = s0 + s1
+        let s4 = s8.lowHalf + s8.highHalf
+        let s2 = s4.lowHalf + s4.highHalf
+        var r = s2[0] + s2[1]
+        while i < n { r += a[i] * b[i]; i += 1 }
+        return r
     }
 
     /// y[i] += alpha·x[i]

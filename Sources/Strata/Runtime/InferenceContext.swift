@@ -311,7 +311,7 @@ public final class InferenceContext {
 
         // Short sequences: the fused kernel, per (row, KV head).
         if backend == .blas {
-            let shape = Attention.Shape(headDim: hd, heads: c.headCount, kvHeads: c.headCountKV, qDim: c.qDim, kvDim: c.kvDim)
+            let shape = Attention.Shape(headDim: hd, heads: c.headCount, kvHeads: c.headCountKV, kvDim: c.kvDim)
             for e in batch.entries where e.count <= Self.fusedRowLimit {
                 let base = cacheOffset(layer: layer, slot: e.slot)
                 for i in 0 ..< e.count {
