@@ -2,13 +2,24 @@
 import PackageDescription
 import Foundation
 
-// Strata's kernels use SIMD8<Float> with fused multiply-add. Without a target CPU, Swift compiles
-// for baseline x86-64 (SSE2, no FMA) and each fused multiply-add becomes a library call, several
-// times slower. Haswell (AVX2 + FMA, 2013 onwards) is the default on x86_64, as the environment's
-// OPENBLAS_CORETYPE also assumes; set STRATA_TARGET_CPU (e.g. x86-64, skylake-avx512) to change it.
+// Strata's kernels are Swift SIMD code. Without a target CPU, Swift compiles for baseline x86-64
+// (SSE2, no FMA): each fused multiply-add becomes a library call and the `simd` backend's vectors
+// are split into 128-bit pieces. Strata is built from source where it runs, so it is compiled for
+// the build machine's CPU ("native", as llama.cpp's GGML_NATIVE does). STRATA_TARGET_CPU overrides
+// it (e.g. haswell or x86-64-v3 for a binary that must run on other x86-64 machines).
+//
+// The `simd` backend's micro-kernel is shaped for the register file: 16-float vectors and 8-row
+// blocks with AVX-512 (32 registers), 8-float vectors and 4-row blocks otherwise. It takes the
+// AVX-512 shape when the target is native and the build machine has AVX-512 (F, BW, DQ, VL), or
+// when STRATA_AVX512=1; STRATA_AVX512=0 forces the other.
 #if arch(x86_64)
-let targetCPU = ProcessInfo.processInfo.environment["STRATA_TARGET_CPU"] ?? "haswell"
-let strataSettings: [SwiftSetting] = [.unsafeFlags(["-target-cpu", targetCPU])]
+let environment = ProcessInfo.processInfo.environment
+let targetCPU = environment["STRATA_TARGET_CPU"] ?? "native"
+let hostFlags = ((try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? "")
+    .split(separator: "\n").first { $0.hasPrefix("flags") }.map { Set($0.split(separator: " ").map(String.init)) } ?? []
+let hostAVX512 = ["avx512f", "avx512bw", "avx512dq", "avx512vl"].allSatisfy(hostFlags.contains)
+let useAVX512 = environment["STRATA_AVX512"].map { $0 == "1" } ?? (targetCPU == "native" && hostAVX512)
+let strataSettings: [SwiftSetting] = [.unsafeFlags(["-target-cpu", targetCPU])] + (useAVX512 ? [.define("STRATA_AVX512")] : [])
 #else
 let strataSettings: [SwiftSetting] = []
 #endif
@@ -32,9 +43,11 @@ let package = Package(
             pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]
         ),
+        // A prefetch hint for the packed GEMM (header only; Swift cannot express one).
+        .systemLibrary(name: "CPrefetch", path: "CSystem/CPrefetch"),
         .target(
             name: "Strata",
-            dependencies: ["COpenBLAS"],
+            dependencies: ["COpenBLAS", "CPrefetch"],
             swiftSettings: strataSettings
         ),
         .executableTarget(

@@ -10,16 +10,16 @@ struct BenchCommand: ParsableCommand {
         Tests: 'pp N' prefills N tokens in one pass; 'tg N' generates N tokens one at a time from an empty context; \
         'batch B' decodes B sequences together (prompts of --batch-prompt tokens, -n new tokens each) and reports decode \
         tokens/s (prefill and end-to-end rates in the JSON and CSV). Each is run once to warm up, then -r times; \
-        the report gives mean ± standard deviation. With both backends, the BLAS/naive speed-up of each test is given. \
-        Naive kernels are single-threaded, so they run once per test whatever --threads says.
+        the report gives mean ± standard deviation. With the naive backend in the list, each other backend's speed-up \
+        over it is given for every test. Naive kernels are single-threaded, so they run once per test whatever --threads says.
         """
     )
 
     @Option(name: .long, help: "Path to a GGUF model (default: $STRATA_MODEL, else the default model).")
     var model: String?
-    @Option(help: "Backends, comma-separated.")
-    var backend: String = "blas,naive"
-    @Option(help: "OpenBLAS thread counts, comma-separated.")
+    @Option(help: "Backends, comma-separated: simd, blas, naive.")
+    var backend: String = "simd,blas,naive"
+    @Option(help: "Kernel thread counts, comma-separated (Strata's pool for simd, OpenBLAS's for blas).")
     var threads: String = "1,2"
     @Option(help: "Batch sizes for the batch test, comma-separated (0 or empty: no batch test).")
     var batch: String = "1,4,16"
@@ -44,7 +44,7 @@ struct BenchCommand: ParsableCommand {
 
     var backends: [Backend] { get throws {
         try backend.split(separator: ",").map {
-            guard let b = Backend(rawValue: String($0)) else { throw ValidationError("--backend: '\($0)' is not blas or naive") }
+            guard let b = Backend(rawValue: String($0)) else { throw ValidationError("--backend: '\($0)' is not simd, blas or naive") }
             return b
         }
     } }
@@ -72,6 +72,8 @@ struct BenchCommand: ParsableCommand {
         var prefill_tokens_per_second: Double?
         var end_to_end_tokens_per_second: Double?
         var blas_naive_speedup: Double?
+        /// This backend's tokens/s over the naive backend's on the same test (any backend but naive).
+        var speedup_vs_naive: Double?
     }
 
     struct Report: Encodable {
@@ -121,10 +123,12 @@ struct BenchCommand: ParsableCommand {
                 }
             }
         }
-        // BLAS/naive speed-up for each BLAS record with a naive counterpart.
-        for i in records.indices where records[i].backend == "blas" {
+        // Speed-up over naive for each record with a naive counterpart (blas_naive_speedup: the
+        // same for BLAS records, the field's name from before the simd backend).
+        for i in records.indices where records[i].backend != "naive" {
             if let naive = records.first(where: { $0.backend == "naive" && $0.test == records[i].test && $0.n_gen == records[i].n_gen && $0.n_prompt == records[i].n_prompt }) {
-                records[i].blas_naive_speedup = records[i].tokens_per_second / naive.tokens_per_second
+                records[i].speedup_vs_naive = records[i].tokens_per_second / naive.tokens_per_second
+                if records[i].backend == "blas" { records[i].blas_naive_speedup = records[i].speedup_vs_naive }
             }
         }
         let fileType = (m.gguf.metadata["general.file_type"]?.intValue).map { "file_type \($0)" } ?? "unknown"
@@ -136,24 +140,24 @@ struct BenchCommand: ParsableCommand {
         switch format {
         case "json": print(jsonString(report))
         case "csv":
-            print("test,backend,threads,n_prompt,n_gen,batch,reps,tokens_per_second,sd,prefill_tokens_per_second,end_to_end_tokens_per_second,blas_naive_speedup")
+            print("test,backend,threads,n_prompt,n_gen,batch,reps,tokens_per_second,sd,prefill_tokens_per_second,end_to_end_tokens_per_second,speedup_vs_naive")
             for x in records {
                 print([x.test, x.backend, "\(x.threads)", "\(x.n_prompt)", "\(x.n_gen)", "\(x.batch)", "\(x.repetitions)",
                        String(format: "%.2f", x.tokens_per_second), String(format: "%.2f", x.sd),
                        x.prefill_tokens_per_second.map { String(format: "%.2f", $0) } ?? "",
                        x.end_to_end_tokens_per_second.map { String(format: "%.2f", $0) } ?? "",
-                       x.blas_naive_speedup.map { String(format: "%.2f", $0) } ?? ""].joined(separator: ","))
+                       x.speedup_vs_naive.map { String(format: "%.2f", $0) } ?? ""].joined(separator: ","))
             }
         default:
             print("machine: \(report.machine), \(report.cores) cores, \(report.memory); OPENBLAS_CORETYPE=\(report.openblas_coretype); build: \(report.build)")
             print("model: \(report.model) (\(report.model_type))")
             print("date: \(report.date)\n")
-            print("| test | backend | threads | tokens/s | BLAS/naive |")
+            print("| test | backend | threads | tokens/s | × naive |")
             print("|---|---|---:|---:|---:|")
             for x in records {
                 var name = x.test
                 if x.batch > 1 || x.test.hasPrefix("batch") { name += " (pp\(x.n_prompt)+tg\(x.n_gen), decode)" }
-                print("| \(name) | \(x.backend) | \(x.threads) | \(String(format: "%.2f ± %.2f", x.tokens_per_second, x.sd)) | \(x.blas_naive_speedup.map { String(format: "%.2f×", $0) } ?? "") |")
+                print("| \(name) | \(x.backend) | \(x.threads) | \(String(format: "%.2f ± %.2f", x.tokens_per_second, x.sd)) | \(x.speedup_vs_naive.map { String(format: "%.2f×", $0) } ?? "") |")
             }
         }
     }

@@ -9,10 +9,10 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "Path to a GGUF model (default: $STRATA_MODEL, else the default model under $STRATA_HOME/models).")
     var model: String?
 
-    @Option(help: "Matrix-multiply kernels: blas (OpenBLAS) or naive (plain Swift loops).")
-    var backend: Backend = .blas
+    @Option(help: "Kernels: simd (Strata's packed SIMD kernels and thread pool), blas (OpenBLAS) or naive (plain Swift loops).")
+    var backend: Backend = .simd
 
-    @Option(help: "OpenBLAS threads (default: all cores).")
+    @Option(help: "Kernel threads: Strata's pool for simd, OpenBLAS's for blas; naive uses one (default: all cores).")
     var threads: Int?
 
     @Option(help: "Context length in tokens (default: the model's).")
@@ -50,7 +50,7 @@ struct ModelOptions: ParsableArguments {
 
     func report(_ ctx: InferenceContext) {
         guard verbose else { return }
-        printErr("context: \(ctx.slots) slot(s) × \(ctx.contextLength) positions, KV cache \(formatBytes(ctx.kvCacheBytes)), activations \(formatBytes(ctx.scratchBytes)), backend \(ctx.backend), \(BLASThreads.configured) BLAS thread(s)")
+        printErr("context: \(ctx.slots) slot(s) × \(ctx.contextLength) positions, KV cache \(formatBytes(ctx.kvCacheBytes)), activations \(formatBytes(ctx.scratchBytes)), backend \(ctx.backend), \(ctx.backend == .blas ? BLASThreads.configured : ctx.backend == .simd ? ctx.threads : 1) thread(s)\(ctx.packedWeightBytes > 0 ? ", packed weights " + formatBytes(ctx.packedWeightBytes) : "")")
     }
 }
 

@@ -11,8 +11,8 @@ struct ProfileCommand: ParsableCommand {
     )
 
     @OptionGroup var modelOptions: ModelOptionsNoBackend
-    @Option(help: "blas, naive, or both (side by side, with the logit difference between them).")
-    var backend: String = "blas"
+    @Option(help: "simd, blas or naive; two of them comma-separated (side by side, with the logit difference between them); both = blas,naive.")
+    var backend: String = "simd"
     @Argument(help: "Prompt text (default: -p pseudo-random tokens).")
     var prompt: String?
     @Option(name: .short, help: "Prompt tokens when no text is given.")
@@ -28,10 +28,13 @@ struct ProfileCommand: ParsableCommand {
     @Option(help: "Write an SVG chart here.")
     var svg: String?
 
-    var backends: [Backend] { backend == "both" ? [.blas, .naive] : [Backend(rawValue: backend)!] }
+    var backends: [Backend] { backend == "both" ? [.blas, .naive] : backend.split(separator: ",").compactMap { Backend(rawValue: String($0)) } }
 
     func validate() throws {
-        guard backend == "both" || Backend(rawValue: backend) != nil else { throw ValidationError("--backend must be blas, naive or both, got '\(backend)'") }
+        let names = backend == "both" ? ["blas", "naive"] : backend.split(separator: ",").map(String.init)
+        guard (1 ... 2).contains(names.count), names.allSatisfy({ Backend(rawValue: $0) != nil }), Set(names).count == names.count else {
+            throw ValidationError("--backend must be simd, blas, naive, two of them comma-separated, or both, got '\(backend)'")
+        }
         if p < 1 { throw ValidationError("-p must be ≥ 1") }
         if n < 0 { throw ValidationError("-n must be ≥ 0") }
         if batch < 1 || batch > 256 { throw ValidationError("--batch must be between 1 and 256") }
@@ -152,7 +155,7 @@ struct ProfileCommand: ParsableCommand {
             print(String(format: "%@: wall %.1f ms (%.1f ms without the profiler: overhead %+.1f%%); named ops account for %.1f%%",
                          r.backend.rawValue, r.wallOn * 1000, r.wallOff * 1000, (r.wallOn - r.wallOff) / r.wallOff * 100, accounted / r.wallOn * 100))
         }
-        if let diff { print(String(format: "max |logit(blas) − logit(naive)| after the prefill: %.2e", diff)) }
+        if let diff { print(String(format: "max |logit(%@) − logit(%@)| after the prefill: %.2e", runs[0].backend.rawValue, runs[1].backend.rawValue, diff)) }
         for phase in Profiler.Phase.allCases {
             let tables = runs.map { Dictionary(uniqueKeysWithValues: $0.profiler.summary(config: c).filter { $0.phase == phase }.map { ($0.op, $0) }) }
             let order = runs[0].profiler.summary(config: c).filter { $0.phase == phase }.map(\.op)
@@ -160,7 +163,7 @@ struct ProfileCommand: ParsableCommand {
             print("\n\(phase.rawValue)")
             var header = "op              "
             for r in runs { header += "  " + pad("\(r.backend.rawValue) ms", 10) + "  share                   mean µs   GFLOP/s" }
-            if runs.count == 2 { header += "  naive/blas" }
+            if runs.count == 2 { header += "  \(runs[1].backend)/\(runs[0].backend)" }
             print(header)
             for op in order {
                 var line = pad(op, 16)
@@ -183,11 +186,11 @@ struct ProfileCommand: ParsableCommand {
     func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
 }
 
-/// Model options without --backend (profile takes 'both').
+/// Model options without --backend (profile takes two).
 struct ModelOptionsNoBackend: ParsableArguments {
     @Option(name: .long, help: "Path to a GGUF model (default: $STRATA_MODEL, else the default model).")
     var model: String?
-    @Option(help: "OpenBLAS threads (default: all cores).")
+    @Option(help: "Kernel threads: Strata's pool for simd, OpenBLAS's for blas (default: all cores).")
     var threads: Int?
 
     func validate() throws { if let t = threads, t < 1 { throw ValidationError("--threads must be ≥ 1") } }

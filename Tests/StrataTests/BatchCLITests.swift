@@ -137,11 +137,12 @@ import Testing
         #expect(r.status == 0, "\(r.stderr)")
         let o = try CLI.json(r.stdout)
         let results = o["results"] as! [[String: Any]]
-        // pp128, pp512, tg128, batch1, batch4, batch16 × (blas 1 thread, blas 2 threads, naive)
-        #expect(results.count == 18)
+        // pp128, pp512, tg128, batch1, batch4, batch16 × (simd and blas at 1 and 2 threads, naive)
+        #expect(results.count == 30)
         #expect(Set(results.map { $0["test"] as! String }) == ["pp128", "pp512", "tg128", "batch1", "batch4", "batch16"])
         for x in results {
             #expect((x["tokens_per_second"] as! Double) > 0)
+            if x["backend"] as? String != "naive" { #expect((x["speedup_vs_naive"] as? Double ?? 0) > 0) }
             if x["backend"] as? String == "blas" { #expect((x["blas_naive_speedup"] as? Double ?? 0) > 0) }
         }
         for k in ["machine", "cores", "build", "model", "model_type", "date"] { #expect(o[k] != nil, "\(k)") }
@@ -194,7 +195,8 @@ import Testing
             #expect(layers == Set((0 ..< 30).map { "blk.\($0)" }), "\(phase)")
         }
         let ops = Set((run["ops"] as! [[String: Any]]).map { $0["op"] as! String })
-        for k in ["attn_norm", "attn_q", "attn_k", "attn_v", "rope", "attn_scores", "attn_softmax", "attn_values", "attn",
+        // The default (simd) backend runs attention as one fused op per layer.
+        for k in ["attn_norm", "attn_q", "attn_k", "attn_v", "rope", "kv_store", "attn",
                   "attn_output", "ffn_norm", "ffn_gate", "ffn_up", "ffn_act", "ffn_down", "output_norm", "output", "sampling"] {
             #expect(ops.contains(k), "\(k)")
         }
@@ -215,6 +217,13 @@ import Testing
         let r = try CLI.run(["profile", "--model", tinyPath, "-p", "16", "-n", "4", "--backend", "both"])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.contains("naive/blas") && r.stdout.contains("max |logit(blas) − logit(naive)|"))
+        // BLAS prefill attention is timed in its three parts.
+        #expect(r.stdout.contains("attn_scores") && r.stdout.contains("attn_softmax") && r.stdout.contains("attn_values"))
+        let two = try CLI.run(["profile", "--model", tinyPath, "-p", "16", "-n", "4", "--backend", "simd,blas"])
+        #expect(two.status == 0, "\(two.stderr)")
+        #expect(two.stdout.contains("blas/simd") && two.stdout.contains("max |logit(simd) − logit(blas)|"))
+        let bad = try CLI.run(["profile", "--model", tinyPath, "--backend", "simd,simd"])
+        #expect(bad.status == 2 && bad.stderr.contains("--backend"))
     }
 }
 

@@ -70,9 +70,10 @@ import Testing
         var rows: [Int] = []
         for (s, ids) in seqs.enumerated() { rows.append(batch.add(slot: s, tokens: ids, logits: .last)) }
         try ctx.evaluate(batch)
-        // Naive kernels compute each row the same way whatever the batch: bitwise equal. BLAS picks
-        // different code paths for different row counts (sgemv for one row), so allow rounding.
-        let tolerance: Float = backend == .naive ? 0 : 1e-4
+        // Naive and simd kernels compute each row the same way whatever the batch: bitwise equal.
+        // BLAS picks different code paths for different row counts (sgemv for one row), so allow
+        // rounding.
+        let tolerance: Float = backend == .blas ? 1e-4 : 0
         for (s, ids) in seqs.enumerated() {
             #expect(maxDiff(ctx.logits(row: rows[s]), try lastLogits(Self.tiny, ids, backend: backend)) <= tolerance, "sequence \(s)")
         }
@@ -148,7 +149,18 @@ import Testing
                 events.append((kind, layer, duration))
             }
         }
-        let ctx = try InferenceContext(model: Self.tiny, options: ContextOptions(contextLength: 64))
+        // The simd backend runs every attention row through its fused kernel.
+        let fused = try InferenceContext(model: Self.tiny, options: ContextOptions(backend: .simd, contextLength: 64))
+        let seen = Recorder()
+        fused.observer = seen
+        try fused.prefill(tokens)
+        let fusedKinds = Set(seen.events.map(\.0))
+        for k in OpKind.allCases where ![.sampling, .attnScores, .attnSoftmax, .attnValues].contains(k) {
+            #expect(fusedKinds.contains(k), "simd: \(k) not recorded")
+        }
+        #expect(!fusedKinds.contains(.attnScores))
+
+        let ctx = try InferenceContext(model: Self.tiny, options: ContextOptions(backend: .blas, contextLength: 64))
         let rec = Recorder()
         ctx.observer = rec
         try ctx.prefill(tokens)

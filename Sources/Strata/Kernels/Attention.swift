@@ -41,4 +41,94 @@ enum Attention {
             }
         }
     }
+
+    /// Keys scored per block by `transposedRow`: two vector registers' worth.
+    static let keyBlock = 2 * PVec.scalarCount
+
+    /// The `simd` backend's attention for one query row and the query heads of KV head `g`.
+    ///
+    /// Cache layout (one slot of one layer, `positions` a multiple of `keyBlock`): keys in blocks of
+    /// `keyBlock` positions, each block transposed, `kt[((g·blocks + s/B)·headDim + d)·B + s%B]`
+    /// for dimension `d` of head `g` at position `s`; values head by head,
+    /// `v[(g·positions + s)·headDim + d]`. Both are read as contiguous streams.
+    ///
+    /// The group's query heads go through together, three at a time, so each key and value is read
+    /// once for all three (a fourth or fifth head makes another pass; a pass with fewer than three
+    /// heads repeats the last one and drops the copy). Scores need no horizontal sums: for each
+    /// head dimension, one broadcast query value per head times two registers of consecutive keys.
+    /// The block past the last visible key reads cache positions that are not used (finite,
+    /// ignored). Values: each head's probability broadcast against the value row. Every row is
+    /// computed the same way whatever else is in the batch. `scratch` holds `3 × positions` floats.
+    static func transposedRow(q: UnsafePointer<Float>, kt: UnsafePointer<Float>, v: UnsafePointer<Float>, positions: Int,
+                              out: UnsafeMutablePointer<Float>, visible S: Int, kvHead g: Int, shape: Shape, scale: Float,
+                              scratch: UnsafeMutablePointer<Float>) {
+        let hd = shape.headDim, w = PVec.scalarCount, kb = keyBlock
+        let ktg = kt + g * hd * positions, vg = v + g * positions * hd
+        let p0 = scratch, p1 = scratch + positions, p2 = scratch + 2 * positions
+        var h0 = g * shape.group
+        let hEnd = h0 + shape.group
+        while h0 < hEnd {
+            let h1 = min(h0 + 1, hEnd - 1), h2 = min(h0 + 2, hEnd - 1)
+            let q0 = q + h0 * hd, q1 = q + h1 * hd, q2 = q + h2 * hd
+            var s0 = 0
+            var block = ktg
+            while s0 < S {
+                var a0 = PVec(), a1 = PVec(), b0 = PVec(), b1 = PVec(), c0 = PVec(), c1 = PVec()
+                var row = block
+                for d in 0 ..< hd {
+                    let k0 = load(row), k1 = load(row + w)
+                    let x = PVec(repeating: q0[d]), y = PVec(repeating: q1[d]), z = PVec(repeating: q2[d])
+                    a0.addProduct(x, k0); a1.addProduct(x, k1)
+                    b0.addProduct(y, k0); b1.addProduct(y, k1)
+                    c0.addProduct(z, k0); c1.addProduct(z, k1)
+                    row += kb
+                }
+                store(a0, p0 + s0); store(a1, p0 + s0 + w)
+                store(b0, p1 + s0); store(b1, p1 + s0 + w)
+                store(c0, p2 + s0); store(c1, p2 + s0 + w)
+                s0 += kb
+                block += hd * kb
+            }
+            SIMDMath.softmax(p0, S, scale: scale)
+            if h1 != h0 { SIMDMath.softmax(p1, S, scale: scale) }
+            if h2 != h1 { SIMDMath.softmax(p2, S, scale: scale) }
+            let o0 = out + h0 * hd, o1 = out + h1 * hd, o2 = out + h2 * hd
+            var j = 0
+            while j + 2 * w <= hd {
+                var a0 = PVec(), a1 = PVec(), b0 = PVec(), b1 = PVec(), c0 = PVec(), c1 = PVec()
+                var r = vg + j
+                for s in 0 ..< S {
+                    let v0 = load(r), v1 = load(r + w)
+                    let x = PVec(repeating: p0[s]), y = PVec(repeating: p1[s]), z = PVec(repeating: p2[s])
+                    a0.addProduct(x, v0); a1.addProduct(x, v1)
+                    b0.addProduct(y, v0); b1.addProduct(y, v1)
+                    c0.addProduct(z, v0); c1.addProduct(z, v1)
+                    r += hd
+                }
+                // Heads repeated to fill the pass are written last, by the real head's values.
+                store(c0, o2 + j); store(c1, o2 + j + w)
+                store(b0, o1 + j); store(b1, o1 + j + w)
+                store(a0, o0 + j); store(a1, o0 + j + w)
+                j += 2 * w
+            }
+            if j < hd {
+                // Head sizes that are not a multiple of two registers: the rest lane by lane.
+                for pass in 0 ..< 3 {
+                    let (p, o) = pass == 0 ? (p2, o2) : pass == 1 ? (p1, o1) : (p0, o0)
+                    for d in j ..< hd {
+                        var sum: Float = 0
+                        for s in 0 ..< S { sum += p[s] * vg[s * hd + d] }
+                        o[d] = sum
+                    }
+                }
+            }
+            h0 += 3
+        }
+    }
+
+    @inline(__always)
+    private static func load(_ p: UnsafePointer<Float>) -> PVec { UnsafeRawPointer(p).loadUnaligned(as: PVec.self) }
+
+    @inline(__always)
+    private static func store(_ v: PVec, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: PVec.self) }
 }

@@ -7,6 +7,9 @@ public enum Backend: String, CaseIterable, Sendable, CustomStringConvertible {
     case blas
     /// Plain Swift loops: no BLAS, no tiling, no SIMD intrinsics. The baseline.
     case naive
+    /// Strata's own kernels: weights repacked once into panels, a register-blocked SIMD
+    /// micro-kernel, Strata's spinning thread pool, fused attention for every row. The default.
+    case simd
 
     public var description: String { rawValue }
 }
@@ -40,6 +43,11 @@ enum GEMM {
         switch backend {
         case .blas: blas(m: m, n: n, k: k, a: a, b: b, c: c, transB: transB, accumulate: accumulate)
         case .naive: naive(m: m, n: n, k: k, a: a, b: b, c: c, transB: transB, accumulate: accumulate)
+        case .simd:
+            // Packs B on every call (allocates): for one-off products. The executor keeps its
+            // weights packed (`PackedWeights`) and calls `PackedGEMM` directly.
+            let packed = transB ? PackedMatrix(b) : PackedMatrix(kMajor: b)
+            PackedGEMM.parallel(a: a, w: packed, c: c, accumulate: accumulate, threads: ThreadPool.shared.width)
         }
     }
 

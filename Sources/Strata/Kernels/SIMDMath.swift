@@ -11,7 +11,7 @@ enum SIMDMath {
     /// run lane by lane and made this 13× slower.
     @inline(__always)
     static func exp(_ x: V) -> V {
-        let x = pointwiseMin(pointwiseMax(x, V(repeating: -87.3)), V(repeating: 88.7))
+        let x = clamp(x, V(repeating: -87.3), V(repeating: 88.7))
         let magic = V(repeating: 12_582_912)
         let t = x * 1.442_695_04 + magic
         let n = t - magic
@@ -26,6 +26,18 @@ enum SIMDMath {
         p = p * (r * r) + r + 1
         let bits = (unsafeBitCast(t, to: SIMD8<Int32>.self) &- 0x4B40_0000 &+ 127) &<< 23
         return p * unsafeBitCast(bits, to: V.self)
+    }
+
+    /// Lane-wise maximum as one compare and blend. (The standard library's `pointwiseMax` was not
+    /// inlined here: a generic call per vector, which cost the attention softmax a fifth of its time.)
+    @inline(__always)
+    static func vmax(_ a: V, _ b: V) -> V { a.replacing(with: b, where: a .< b) }
+
+    /// Lane-wise `min(max(x, lo), hi)`.
+    @inline(__always)
+    static func clamp(_ x: V, _ lo: V, _ hi: V) -> V {
+        let y = x.replacing(with: lo, where: x .< lo)
+        return y.replacing(with: hi, where: y .> hi)
     }
 
     /// e^x for one float, the same approximation as the vector version.
@@ -79,7 +91,7 @@ enum SIMDMath {
         var m = -Float.infinity
         var i = 0
         var mv = V(repeating: -.infinity)
-        while i + 8 <= n { mv = pointwiseMax(mv, load(x + i)); i += 8 }
+        while i + 8 <= n { mv = vmax(mv, load(x + i)); i += 8 }
         m = mv.max()
         while i < n { m = Swift.max(m, x[i]); i += 1 }
         // With scale > 0, max(x·scale) = max(x)·scale.
@@ -99,5 +111,43 @@ enum SIMDMath {
         while i + 8 <= n { store(load(x + i) * inv, x + i); i += 8 }
         let invs = 1 / s
         while i < n { x[i] *= invs; i += 1 }
+    }
+
+    /// Index of the largest of `n` values (the first, on ties); NaNs are never chosen unless all
+    /// are NaN (then 0). Each lane keeps its own best value and index; the lanes are merged at the
+    /// end. `n` ≥ 1.
+    static func argmax(_ x: UnsafePointer<Float>, _ n: Int) -> Int {
+        var i = 0
+        var result = 0
+        if n >= 16 {
+            var best = V(repeating: -.infinity), bestIndex = SIMD8<Int32>(repeating: -1)
+            var index = SIMD8<Int32>(0, 1, 2, 3, 4, 5, 6, 7)
+            let step = SIMD8<Int32>(repeating: 8)
+            while i + 8 <= n {
+                let v = load(x + i)
+                let better = v .> best
+                best.replace(with: v, where: better)
+                bestIndex.replace(with: index, where: better)
+                index &+= step
+                i += 8
+            }
+            var top: Float = -.infinity
+            var topIndex = Int32.max
+            for l in 0 ..< 8 where bestIndex[l] >= 0 && (best[l] > top || (best[l] == top && bestIndex[l] < topIndex)) {
+                top = best[l]; topIndex = bestIndex[l]
+            }
+            if topIndex == Int32.max {
+                // Every value seen so far is NaN or -inf: fall back to the scalar scan below.
+                i = 0
+            } else {
+                result = Int(topIndex)
+            }
+        }
+        if i == 0 { result = 0; i = 1 }
+        while i < n {
+            if x[i] > x[result] || (x[result].isNaN && !x[i].isNaN) { result = i }
+            i += 1
+        }
+        return result
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// A loaded model: hyperparameters, float32 weights and the GGUF metadata (for the tokenizer).
 /// Immutable and shareable; each `InferenceContext` holds its own activations and KV cache.
@@ -7,6 +8,7 @@ public final class Model: Sendable {
     public let weights: ModelWeights
     public let gguf: GGUFFile
     public var path: String { gguf.path }
+    private let packedCache = Mutex<PackedWeights?>(nil)
 
     public init(path: String) throws {
         let file = try GGUFFile(path: path)
@@ -14,6 +16,20 @@ public final class Model: Sendable {
         config = try ModelConfig(gguf: file)
         weights = try ModelWeights(gguf: file, config: config)
     }
+
+    /// The weights repacked for the `simd` backend, made on first use (once per model, however
+    /// many contexts ask at once) and kept as long as the model.
+    public func packedWeights() -> PackedWeights {
+        packedCache.withLock { cached in
+            if let cached { return cached }
+            let made = PackedWeights(weights, config)
+            cached = made
+            return made
+        }
+    }
+
+    /// Whether `packedWeights()` has been made.
+    public var hasPackedWeights: Bool { packedCache.withLock { $0 != nil } }
 
     /// Name of the default model file.
     public static let defaultModelFile = "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -108,3 +108,58 @@ public struct ModelWeights: Sendable {
         }
     }
 }
+
+/// One block's weight matrices repacked for the `simd` backend (see `PackedMatrix`).
+public final class PackedLayer: Sendable {
+    public let attnQ, attnK, attnV, attnOutput: PackedMatrix
+    public let ffnGate, ffnUp, ffnDown: PackedMatrix
+
+    init(_ l: LayerWeights, _ c: ModelConfig) {
+        let e = c.embeddingLength
+        attnQ = PackedMatrix(l.attnQ, rows: c.qDim, cols: e)
+        attnK = PackedMatrix(l.attnK, rows: c.kvDim, cols: e)
+        attnV = PackedMatrix(l.attnV, rows: c.kvDim, cols: e)
+        attnOutput = PackedMatrix(l.attnOutput, rows: e, cols: c.qDim)
+        ffnGate = PackedMatrix(l.ffnGate, rows: c.feedForwardLength, cols: e)
+        ffnUp = PackedMatrix(l.ffnUp, rows: c.feedForwardLength, cols: e)
+        ffnDown = PackedMatrix(l.ffnDown, rows: e, cols: c.feedForwardLength)
+    }
+
+    var bytes: Int { [attnQ, attnK, attnV, attnOutput, ffnGate, ffnUp, ffnDown].reduce(0) { $0 + $1.bytes } }
+}
+
+/// Every matrix of a model repacked for the `simd` backend: a second copy of the projection
+/// weights and the LM head, made once per model when the first `simd` context is created.
+public final class PackedWeights: Sendable {
+    public let layers: [PackedLayer]
+    public let output: PackedMatrix
+
+    init(_ w: ModelWeights, _ c: ModelConfig) {
+        // Each matrix is packed by one thread; the matrices are spread over all cores.
+        let n = c.blockCount
+        nonisolated(unsafe) var layers = [PackedLayer?](repeating: nil, count: n)
+        nonisolated(unsafe) var output: PackedMatrix?
+        layers.withUnsafeMutableBufferPointer { slots in
+            nonisolated(unsafe) let slots = slots
+            DispatchQueue.concurrentPerform(iterations: n + 1) { i in
+                if i == n { output = PackedMatrix(w.output, rows: c.vocabSize, cols: c.embeddingLength) }
+                else { slots[i] = PackedLayer(w.layers[i], c) }
+            }
+        }
+        self.layers = layers.map { $0! }
+        self.output = output!
+    }
+
+    /// Bytes held by the packed copies.
+    public var bytes: Int { layers.reduce(output.bytes) { $0 + $1.bytes } }
+
+    /// Bytes the packed copies of a model would take (each matrix padded to whole panels).
+    static func bytes(for c: ModelConfig) -> Int {
+        func size(_ rows: Int, _ cols: Int) -> Int {
+            (rows + PackedMatrix.width - 1) / PackedMatrix.width * PackedMatrix.width * cols * 4
+        }
+        let e = c.embeddingLength, f = c.feedForwardLength
+        let layer = size(c.qDim, e) + 2 * size(c.kvDim, e) + size(e, c.qDim) + 2 * size(f, e) + size(e, f)
+        return c.blockCount * layer + size(c.vocabSize, e)
+    }
+}

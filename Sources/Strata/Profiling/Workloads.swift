@@ -112,9 +112,7 @@ public enum Workloads {
 
     @inline(__always)
     static func argmax(_ l: UnsafeBufferPointer<Float>) -> Int32 {
-        var best = 0
-        for i in 1 ..< l.count where l[i] > l[best] { best = i }
-        return Int32(best)
+        Int32(SIMDMath.argmax(l.baseAddress!, l.count))
     }
 }
 

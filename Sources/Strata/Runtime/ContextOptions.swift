@@ -2,8 +2,8 @@ import Foundation
 
 /// How an `InferenceContext` is sized and which kernels it runs.
 public struct ContextOptions: Sendable {
-    public var backend: Backend = .blas
-    /// OpenBLAS threads (nil: all cores).
+    public var backend: Backend = .simd
+    /// Kernel threads: Strata's pool for `simd`, OpenBLAS's for `blas` (nil: all cores).
     public var threads: Int? = nil
     /// Positions per sequence slot (nil: the model's context length).
     public var contextLength: Int? = nil
@@ -15,7 +15,7 @@ public struct ContextOptions: Sendable {
     /// every prompt position).
     public var maxLogitsRows: Int? = nil
 
-    public init(backend: Backend = .blas, threads: Int? = nil, contextLength: Int? = nil, slots: Int = 1,
+    public init(backend: Backend = .simd, threads: Int? = nil, contextLength: Int? = nil, slots: Int = 1,
                 maxBatchTokens: Int = 512, maxLogitsRows: Int? = nil) {
         self.backend = backend
         self.threads = threads

@@ -12,6 +12,8 @@ public final class InferenceContext {
     public let slots: Int
     public let maxBatchTokens: Int
     public let maxLogitsRows: Int
+    /// Threads the `simd` backend's kernels use (OpenBLAS's own for `blas`; `naive` uses one).
+    public let threads: Int
     /// The ops of one forward step, in order.
     public let plan: [Op]
     /// Timing hook; nil (the default) costs nothing.
@@ -23,11 +25,17 @@ public final class InferenceContext {
     /// Bytes held by the KV cache and by the activation buffers.
     public let kvCacheBytes: Int
     public let scratchBytes: Int
+    /// Bytes of the model's packed weight copy this context runs on (`simd`; 0 otherwise).
+    public var packedWeightBytes: Int { packed?.bytes ?? 0 }
 
     private let c: ModelConfig
     private let w: ModelWeights
+    private let packed: PackedWeights?       // the `simd` backend's copy of the matrices
     private let rope: RopeTable
-    private let kCache, vCache: FloatBuffer   // [layers, slots, ctx, kvDim]
+    private let kCache, vCache: FloatBuffer   // [layers, slots, positions, kvDim]; `simd`: see `Attention.transposedRow`
+    /// Positions held per slot in the cache: the context length, rounded up to whole key blocks
+    /// for `simd` (whose transposed keys are scored a block at a time).
+    private let cachePositions: Int
     private let x: FloatBuffer                // [T, embd] residual stream
     private let xb: FloatBuffer               // [T, embd] normed input of a sub-layer
     private let q: FloatBuffer                // [T, qDim]
@@ -35,7 +43,7 @@ public final class InferenceContext {
     private let att: FloatBuffer              // [T, qDim] attention output, heads side by side
     private let gate, up: FloatBuffer         // [T, ff]
     private let scores: FloatBuffer           // [T, ctx] one head at a time
-    private let rowScratch: FloatBuffer       // [ctx] scores of one head for the fused row kernel
+    private let rowScratch: FloatBuffer       // [threads, 3, positions] scores of up to three heads for the fused row kernels
     private let xOut: FloatBuffer             // [L, embd] final-normed rows that need logits
     private let logitsBuf: FloatBuffer        // [L, vocab]
     private let positions: UnsafeMutablePointer<Int32>  // [T]
@@ -63,18 +71,23 @@ public final class InferenceContext {
         maxLogitsRows = max(1, min(options.maxLogitsRows ?? options.slots, options.maxBatchTokens))
 
         let T = maxBatchTokens, L = maxLogitsRows
-        let kvElements = c.blockCount * slots * ctx * c.kvDim
+        cachePositions = options.backend == .simd ? (ctx + Attention.keyBlock - 1) / Attention.keyBlock * Attention.keyBlock : ctx
+        let kvElements = c.blockCount * slots * cachePositions * c.kvDim
         let scratchElements = T * (2 * c.embeddingLength + 2 * c.qDim + 2 * c.kvDim + 2 * c.feedForwardLength + ctx)
             + L * (c.embeddingLength + c.vocabSize) + ctx * c.ropeDim + ctx
+        threads = min(options.threads ?? ThreadPool.shared.width, ThreadPool.shared.width)
         kvCacheBytes = 2 * kvElements * 4
-        scratchBytes = scratchElements * 4
+        scratchBytes = (scratchElements + 3 * threads * cachePositions - ctx) * 4
+        let packBytes = backend == .simd && !model.hasPackedWeights ? PackedWeights.bytes(for: c) : 0
         let available = availableMemory()
-        guard kvCacheBytes + scratchBytes <= available else {
-            throw InferenceError.outOfMemory(needed: kvCacheBytes + scratchBytes, available: available,
-                                             detail: "KV cache \(formatBytes(kvCacheBytes)) for \(slots) slot(s) × \(ctx) positions, activations \(formatBytes(scratchBytes))")
+        guard kvCacheBytes + scratchBytes + packBytes <= available else {
+            var detail = "KV cache \(formatBytes(kvCacheBytes)) for \(slots) slot(s) × \(ctx) positions, activations \(formatBytes(scratchBytes))"
+            if packBytes > 0 { detail += ", packed weights \(formatBytes(packBytes))" }
+            throw InferenceError.outOfMemory(needed: kvCacheBytes + scratchBytes + packBytes, available: available, detail: detail)
         }
 
         BLASThreads.set(options.threads ?? ProcessInfo.processInfo.activeProcessorCount)
+        packed = backend == .simd ? model.packedWeights() : nil
         rope = RopeTable(positions: ctx, ropeDim: c.ropeDim, base: c.ropeBase, style: c.architecture.ropeStyle)
         kCache = FloatBuffer(count: kvElements)
         vCache = FloatBuffer(count: kvElements)
@@ -87,7 +100,7 @@ public final class InferenceContext {
         gate = FloatBuffer(count: T * c.feedForwardLength)
         up = FloatBuffer(count: T * c.feedForwardLength)
         scores = FloatBuffer(count: T * ctx)
-        rowScratch = FloatBuffer(count: ctx)
+        rowScratch = FloatBuffer(count: 3 * threads * cachePositions)
         xOut = FloatBuffer(count: L * c.embeddingLength)
         logitsBuf = FloatBuffer(count: L * c.vocabSize)
         positions = .allocate(capacity: T)
@@ -216,16 +229,34 @@ public final class InferenceContext {
         case .attnNorm:
             Ops.rmsNorm(x: x.matrix(rows: T, cols: E), weight: w.layers[op.layer!].attnNorm, eps: c.rmsEpsilon, y: xb.matrix(rows: T, cols: E))
         case .attnQ:
-            project(xb, E, w.layers[op.layer!].attnQ, q, c.qDim, T, bias: w.layers[op.layer!].attnQBias)
+            project(xb, E, w.layers[op.layer!].attnQ, packed?.layers[op.layer!].attnQ, q, c.qDim, T, bias: w.layers[op.layer!].attnQBias)
         case .attnK:
-            project(xb, E, w.layers[op.layer!].attnK, k, c.kvDim, T, bias: w.layers[op.layer!].attnKBias)
+            project(xb, E, w.layers[op.layer!].attnK, packed?.layers[op.layer!].attnK, k, c.kvDim, T, bias: w.layers[op.layer!].attnKBias)
         case .attnV:
-            project(xb, E, w.layers[op.layer!].attnV, v, c.kvDim, T, bias: w.layers[op.layer!].attnVBias)
+            project(xb, E, w.layers[op.layer!].attnV, packed?.layers[op.layer!].attnV, v, c.kvDim, T, bias: w.layers[op.layer!].attnVBias)
         case .rope:
             Ops.rope(x: q.matrix(rows: T, cols: c.qDim), heads: c.headCount, headDim: c.headDim, positions: positions, table: rope)
             Ops.rope(x: k.matrix(rows: T, cols: c.kvDim), heads: c.headCountKV, headDim: c.headDim, positions: positions, table: rope)
         case .kvStore:
             let l = op.layer!
+            if backend == .simd {
+                // The layout `Attention.transposedRow` reads: keys in transposed blocks, values
+                // head by head.
+                let hd = c.headDim, kb = Attention.keyBlock
+                for e in batch.entries {
+                    let base = cacheOffset(layer: l, slot: e.slot)
+                    for i in 0 ..< e.count {
+                        let pos = lengths[e.slot] + i
+                        let kSrc = k.base + (e.rowStart + i) * c.kvDim, vSrc = v.base + (e.rowStart + i) * c.kvDim
+                        for g in 0 ..< c.headCountKV {
+                            let kDst = kCache.base + base + (g * cachePositions + pos / kb * kb) * hd + pos % kb
+                            for d in 0 ..< hd { kDst[d * kb] = kSrc[g * hd + d] }
+                            (vCache.base + base + (g * cachePositions + pos) * hd).update(from: vSrc + g * hd, count: hd)
+                        }
+                    }
+                }
+                return
+            }
             for e in batch.entries {
                 let dst = cacheOffset(layer: l, slot: e.slot) + lengths[e.slot] * c.kvDim
                 Ops.copyRows(from: k.matrix(rows: T, cols: c.kvDim), rows: e.rowStart ..< e.rowStart + e.count,
@@ -238,19 +269,19 @@ public final class InferenceContext {
         case .attnSoftmax, .attnValues, .attnFused:
             break  // run inside the attention step
         case .attnOutput:
-            GEMM.run(backend, a: att.matrix(rows: T, cols: c.qDim), b: w.layers[op.layer!].attnOutput.matrix(rows: E, cols: c.qDim),
-                     c: x.matrix(rows: T, cols: E), transB: true, accumulate: true)
+            linear(att.matrix(rows: T, cols: c.qDim), w.layers[op.layer!].attnOutput, packed?.layers[op.layer!].attnOutput,
+                   x.matrix(rows: T, cols: E), accumulate: true)
         case .ffnNorm:
             Ops.rmsNorm(x: x.matrix(rows: T, cols: E), weight: w.layers[op.layer!].ffnNorm, eps: c.rmsEpsilon, y: xb.matrix(rows: T, cols: E))
         case .ffnGate:
-            project(xb, E, w.layers[op.layer!].ffnGate, gate, F, T, bias: nil)
+            project(xb, E, w.layers[op.layer!].ffnGate, packed?.layers[op.layer!].ffnGate, gate, F, T, bias: nil)
         case .ffnUp:
-            project(xb, E, w.layers[op.layer!].ffnUp, up, F, T, bias: nil)
+            project(xb, E, w.layers[op.layer!].ffnUp, packed?.layers[op.layer!].ffnUp, up, F, T, bias: nil)
         case .ffnAct:
             Ops.swiglu(gate: gate.matrix(rows: T, cols: F), up: up.matrix(rows: T, cols: F))
         case .ffnDown:
-            GEMM.run(backend, a: gate.matrix(rows: T, cols: F), b: w.layers[op.layer!].ffnDown.matrix(rows: E, cols: F),
-                     c: x.matrix(rows: T, cols: E), transB: true, accumulate: true)
+            linear(gate.matrix(rows: T, cols: F), w.layers[op.layer!].ffnDown, packed?.layers[op.layer!].ffnDown,
+                   x.matrix(rows: T, cols: E), accumulate: true)
         case .outputNorm:
             // Gather only the rows that need logits, normalising as they are copied.
             let src = x.matrix(rows: T, cols: E)
@@ -271,8 +302,7 @@ public final class InferenceContext {
         case .output:
             let L = batch.logitsRows
             if L > 0 {
-                GEMM.run(backend, a: xOut.matrix(rows: L, cols: E), b: w.output.matrix(rows: c.vocabSize, cols: E),
-                         c: logitsBuf.matrix(rows: L, cols: c.vocabSize), transB: true)
+                linear(xOut.matrix(rows: L, cols: E), w.output, packed?.output, logitsBuf.matrix(rows: L, cols: c.vocabSize))
             }
         case .sampling:
             break
@@ -281,14 +311,26 @@ public final class InferenceContext {
 
     /// `out[T, n] = input[T, k] · Wᵀ (+ bias)`.
     @inline(__always)
-    private func project(_ input: FloatBuffer, _ kDim: Int, _ weight: FloatBuffer, _ out: FloatBuffer, _ n: Int, _ T: Int, bias: FloatBuffer?) {
+    private func project(_ input: FloatBuffer, _ kDim: Int, _ weight: FloatBuffer, _ packedWeight: PackedMatrix?,
+                         _ out: FloatBuffer, _ n: Int, _ T: Int, bias: FloatBuffer?) {
         let y = out.matrix(rows: T, cols: n)
-        GEMM.run(backend, a: input.matrix(rows: T, cols: kDim), b: weight.matrix(rows: n, cols: kDim), c: y, transB: true)
+        linear(input.matrix(rows: T, cols: kDim), weight, packedWeight, y)
         if let bias { Ops.addBias(x: y, bias: bias) }
     }
 
+    /// `out = a · Wᵀ (+ out)` with `W: [out.cols × a.cols]`: the packed kernel when the context
+    /// has packed weights (`simd`), else the backend's GEMM on the weights as stored.
     @inline(__always)
-    private func cacheOffset(layer: Int, slot: Int) -> Int { ((layer * slots) + slot) * contextLength * c.kvDim }
+    private func linear(_ a: Matrix, _ weight: FloatBuffer, _ packedWeight: PackedMatrix?, _ out: Matrix, accumulate: Bool = false) {
+        if let packedWeight {
+            PackedGEMM.parallel(a: a, w: packedWeight, c: out, accumulate: accumulate, threads: threads)
+        } else {
+            GEMM.run(backend, a: a, b: weight.matrix(rows: out.cols, cols: a.cols), c: out, transB: true, accumulate: accumulate)
+        }
+    }
+
+    @inline(__always)
+    private func cacheOffset(layer: Int, slot: Int) -> Int { ((layer * slots) + slot) * cachePositions * c.kvDim }
 
     /// Sequences with at most this many rows in a step take the fused row kernel (BLAS backend).
     static let fusedRowLimit = 8
@@ -308,6 +350,35 @@ public final class InferenceContext {
         var tScores: UInt64 = 0, tSoftmax: UInt64 = 0, tValues: UInt64 = 0, pairs = 0, fusedPairs = 0
         var fusedTime: UInt64 = 0
         let start = timed ? lastTimestamp : 0
+
+        if backend == .simd {
+            // Every row through the fused kernel, rows dealt out to the threads in turn (which
+            // also balances a causal prefill chunk, whose later rows see more keys).
+            let shape = Attention.Shape(headDim: hd, heads: c.headCount, kvHeads: c.headCountKV, kvDim: c.kvDim)
+            ThreadPool.shared.run(parts: threads) { t, n in
+                let scratch = rowScratch.base + 3 * t * cachePositions
+                for e in batch.entries {
+                    let base = cacheOffset(layer: layer, slot: e.slot)
+                    var i = (t - e.rowStart % n + n) % n
+                    while i < e.count {
+                        let row = e.rowStart + i, visible = lengths[e.slot] + i + 1
+                        for g in 0 ..< c.headCountKV {
+                            Attention.transposedRow(q: q.base + row * c.qDim, kt: kCache.base + base, v: vCache.base + base,
+                                                    positions: cachePositions, out: att.base + row * c.qDim, visible: visible,
+                                                    kvHead: g, shape: shape, scale: scale, scratch: scratch)
+                        }
+                        i += n
+                    }
+                }
+            }
+            if let observer {
+                for e in batch.entries { fusedPairs += e.count * lengths[e.slot] + e.count * (e.count + 1) / 2 }
+                let end = now()
+                lastTimestamp = end
+                observer.record(kind: .attnFused, layer: layer, rows: T, pairs: fusedPairs, start: start, duration: end - start)
+            }
+            return
+        }
 
         // Short sequences: the fused kernel, per (row, KV head).
         if backend == .blas {

@@ -40,6 +40,11 @@ public final class Sampler {
 
     /// Chooses the next token from the logits.
     public func sample(_ logits: UnsafeBufferPointer<Float>) -> Int32 {
+        let p = parameters
+        if p.temperature <= 0, p.logitBias.isEmpty, !penalizes, logits.count > 0 {
+            // Plain greedy: the vectorised argmax, without building the candidate list.
+            return Int32(SIMDMath.argmax(logits.baseAddress!, logits.count))
+        }
         process(logits)
         return select()
     }
@@ -79,9 +84,15 @@ public final class Sampler {
         if p.temperature != 1 { for i in candidates.indices { candidates[i].logit /= p.temperature } }
     }
 
+    /// Whether any repetition penalty is active.
+    private var penalizes: Bool {
+        let p = parameters
+        return (p.repeatPenalty != 1 || p.frequencyPenalty != 0 || p.presencePenalty != 0) && p.repeatLastN != 0
+    }
+
     private func applyPenalties() {
         let p = parameters
-        guard p.repeatPenalty != 1 || p.frequencyPenalty != 0 || p.presencePenalty != 0, p.repeatLastN != 0 else { return }
+        guard penalizes else { return }
         let window = p.repeatLastN < 0 ? history[...] : history.suffix(p.repeatLastN)
         for t in window where Int(t) < counts.count { counts[Int(t)] += 1 }
         for t in window where Int(t) < counts.count {

@@ -1,0 +1,95 @@
+import Foundation
+import Synchronization
+
+/// Strata's own worker threads for the `simd` backend: one parallel region per matrix multiply or
+/// attention step, a few hundred per forward step, so a region must start in well under a
+/// microsecond. Dispatch's `concurrentPerform` wakes sleeping threads for every region (tens of
+/// microseconds here); these workers spin on a generation counter between regions and go to sleep
+/// only after `spinLimit` idle polls, so an idle process does not burn its cores.
+///
+/// One process-wide pool (`shared`), as OpenBLAS has: regions from different threads (two
+/// contexts used at once) take turns through `regionLock`. Nothing is allocated per region: the
+/// body is a non-escaping closure, handed to the workers for the length of the call only.
+final class ThreadPool: @unchecked Sendable {
+    /// Threads taking part in a region, the calling thread included.
+    let width: Int
+
+    private let generation = Atomic<Int>(0)
+    private let finished = Atomic<Int>(0)
+    private let sleepers = Atomic<Int>(0)
+    private let wake = NSCondition()
+    private let regionLock = NSLock()
+    /// Set by `run` before `generation` is bumped, cleared after every worker has finished.
+    nonisolated(unsafe) private var body: ((Int, Int) -> Void)?
+    nonisolated(unsafe) private var parts = 0
+
+    /// Idle polls before a worker sleeps (about 100 µs here): long enough to bridge the sampler
+    /// and bookkeeping between forward steps, short enough not to hold a core when idle.
+    private static let spinLimit = 20_000
+
+    init(width: Int) {
+        precondition(width >= 1)
+        self.width = width
+        for w in 1 ..< width {
+            let thread = Thread { [unowned self] in self.work(worker: w) }
+            thread.name = "strata-worker-\(w)"
+            thread.stackSize = 1 << 20
+            thread.start()
+        }
+    }
+
+    /// One pool per process, as wide as the machine (`STRATA_THREADS` overrides). Contexts that ask
+    /// for fewer threads use part of it.
+    static let shared = ThreadPool(width: defaultWidth)
+
+    static var defaultWidth: Int {
+        if let s = ProcessInfo.processInfo.environment["STRATA_THREADS"], let n = Int(s), n >= 1, n <= 1024 { return n }
+        return ProcessInfo.processInfo.activeProcessorCount
+    }
+
+    /// Runs `body(part, parts)` for `part` in `0 ..< parts`, `parts ≤ width`, part 0 on the
+    /// calling thread; returns when all are done.
+    func run(parts requested: Int, _ body: (Int, Int) -> Void) {
+        let n = min(max(requested, 1), width)
+        if n == 1 { body(0, 1); return }
+        regionLock.lock()
+        defer { regionLock.unlock() }
+        withoutActuallyEscaping(body) { body in
+            self.body = body
+            self.parts = n
+            finished.store(0, ordering: .relaxed)
+            generation.add(1, ordering: .sequentiallyConsistent)
+            if sleepers.load(ordering: .sequentiallyConsistent) > 0 {
+                wake.lock(); wake.broadcast(); wake.unlock()
+            }
+            body(0, n)
+            // Every worker checks in, even those without a part, so none still reads `body`.
+            while finished.load(ordering: .acquiring) < width - 1 {}
+            self.body = nil
+        }
+    }
+
+    private func work(worker w: Int) {
+        var seen = 0
+        while true {
+            var g = generation.load(ordering: .acquiring)
+            var polls = 0
+            while g == seen {
+                polls += 1
+                if polls >= Self.spinLimit {
+                    wake.lock()
+                    sleepers.add(1, ordering: .sequentiallyConsistent)
+                    while generation.load(ordering: .sequentiallyConsistent) == seen { wake.wait() }
+                    sleepers.subtract(1, ordering: .sequentiallyConsistent)
+                    wake.unlock()
+                    polls = 0
+                }
+                g = generation.load(ordering: .acquiring)
+            }
+            seen = g
+            let n = parts
+            if w < n, let body { body(w, n) }
+            finished.add(1, ordering: .releasing)
+        }
+    }
+}
