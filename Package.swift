@@ -6,7 +6,7 @@ import Foundation
 // (SSE2, no FMA): each fused multiply-add becomes a library call and the `simd` backend's vectors
 // are split into 128-bit pieces. Strata is built from source where it runs, so it is compiled for
 // the build machine's CPU ("native", as llama.cpp's GGML_NATIVE does). STRATA_TARGET_CPU overrides
-// it (e.g. haswell or x86-64-v3 for a binary that must run on other x86-64 machines).
+// it (e.g. haswell for a binary that must run on other x86-64 machines with AVX2 and FMA).
 //
 // The `simd` backend's micro-kernel is shaped for the register file: 16-float vectors and 8-row
 // blocks with AVX-512 (32 registers), 8-float vectors and 4-row blocks otherwise. It takes the

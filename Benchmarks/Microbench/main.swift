@@ -51,6 +51,8 @@ do {
     let n = 2048
     let a = random(n * n, seed: 1), b = random(n * n, seed: 2), c = FloatBuffer(count: n * n)
     print(row("sgemm 2048³ (BLAS)", measure(reps: reps) { Kernels.matmul(.blas, a: a, b: b, c: c, m: n, n: n, k: n) }, flops: 2 * pow(Double(n), 3)))
+    let packed = PackedMatrix(b, rows: n, cols: n)
+    print(row("packed GEMM 2048³ (simd)", measure(reps: reps) { Kernels.matmul(a: a, packed: packed, c: c, m: n) }, flops: 2 * pow(Double(n), 3)))
     // Memory bandwidth: sum a 1 GiB buffer on every core (each core reads its own half).
     let count = 1 << 28
     let big = random(count, seed: 3)
@@ -86,20 +88,28 @@ let shapes: [(String, Int, Int, Int)] = [
     ("LM head 16×576 · 49152×576", 16, 49152, 576),
 ]
 var speedups: [(String, Double)] = []
+var simdOverBLAS: [(String, Double)] = []
 for (name, m, n, k) in shapes {
     let a = random(m * k, seed: 4), w = random(n * k, seed: 5), c = FloatBuffer(count: m * n)
+    let packed = PackedMatrix(w, rows: n, cols: k)   // the simd backend packs its weights once, at load
     var means: [Backend: Double] = [:]
     for backend in Backend.allCases {
         if quick && backend == .naive && m * n * k > 50_000_000 { continue }
         let t = measure(reps: backend == .naive ? min(reps, 3) : reps, minSeconds: backend == .naive ? 0.3 : 0.2) {
-            Kernels.matmul(backend, a: a, b: w, c: c, m: m, n: n, k: k)
+            if backend == .simd {
+                Kernels.matmul(a: a, packed: packed, c: c, m: m)
+            } else {
+                Kernels.matmul(backend, a: a, b: w, c: c, m: m, n: n, k: k)
+            }
         }
         means[backend] = meanAndSD(t).mean
         print(row("\(name) — \(backend)", t, flops: 2 * Double(m * n * k), bytes: Double(n * k * 4)))
     }
     if let b = means[.blas], let nv = means[.naive] { speedups.append((name, nv / b)) }
+    if let b = means[.blas], let sv = means[.simd] { simdOverBLAS.append((name, b / sv)) }
 }
 print("\nBLAS/naive speed-up: " + speedups.map { "\($0.0): \(String(format: "%.1f×", $0.1))" }.joined(separator: "; "))
+print("\nsimd/BLAS speed-up: " + simdOverBLAS.map { "\($0.0): \(String(format: "%.2f×", $0.1))" }.joined(separator: "; "))
 
 // MARK: - Other ops
 print("\n## Other ops\n")

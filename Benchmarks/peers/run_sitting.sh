@@ -13,10 +13,12 @@ mkdir -p "$OUT"
 S=.build/release/strata
 date -u +%FT%TZ > "$OUT/date"
 lscpu > "$OUT/lscpu"
-echo "== strata (environment as set: OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-auto})"
-$S bench --model "$MODEL" --backend blas --threads "$THREADS" --batch 1,4,8,16,32 -p 128,512 -n 128 -r 3 --format json > "$OUT/strata.json"
-echo "== strata (OPENBLAS_CORETYPE=SkylakeX, AVX-512 kernels)"
-OPENBLAS_CORETYPE=SkylakeX $S bench --model "$MODEL" --backend blas --threads "$THREADS" --batch 1,4,8,16,32 -p 128,512 -n 128 -r 3 --format json > "$OUT/strata-skylakex.json"
+echo "== strata: simd and blas backends (environment as set: OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-auto})"
+$S bench --model "$MODEL" --backend simd,blas --threads "$THREADS" --batch 1,4,8,16,32 -p 128,512 -n 128 -r 3 --format json > "$OUT/strata.json"
+if [ -n "${SKYLAKEX:-}" ]; then
+  echo "== strata blas (OPENBLAS_CORETYPE=SkylakeX, AVX-512 kernels)"
+  OPENBLAS_CORETYPE=SkylakeX $S bench --model "$MODEL" --backend blas --threads "$THREADS" --batch 1,4,8,16,32 -p 128,512 -n 128 -r 3 --format json > "$OUT/strata-skylakex.json"
+fi
 if [ -n "${LLAMA_BIN:-}" ]; then
   echo "== llama.cpp"
   "$LLAMA_BIN/llama-bench" -m "$LLAMA_MODEL" -t "$THREADS" -p 128,512 -n 128 -r 3 -o json > "$OUT/llama-bench.json"

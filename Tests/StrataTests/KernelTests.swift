@@ -3,12 +3,6 @@ import Testing
 @testable import Strata
 
 @Suite struct KernelTests {
-    func buffer(_ v: [Float]) -> FloatBuffer {
-        let b = FloatBuffer(count: v.count)
-        for (i, x) in v.enumerated() { b[i] = x }
-        return b
-    }
-
     /// Reference GEMM in Double.
     func reference(_ a: [Float], _ b: [Float], m: Int, n: Int, k: Int, transB: Bool) -> [Double] {
         var c = [Double](repeating: 0, count: m * n)

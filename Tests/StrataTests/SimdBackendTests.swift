@@ -7,12 +7,6 @@ import Testing
 /// The `simd` backend: packed GEMM, its thread pool, the fused attention with the transposed key
 /// cache, and the property that a row's result does not depend on the rest of the batch.
 @Suite struct SimdBackendTests {
-    func buffer(_ v: [Float]) -> FloatBuffer {
-        let b = FloatBuffer(count: v.count)
-        for (i, x) in v.enumerated() { b[i] = x }
-        return b
-    }
-
     /// `A · Wᵀ` with the packed kernel, on `threads` threads.
     func packedProduct(_ a: [Float], _ w: PackedMatrix, m: Int, threads: Int, c0: [Float]? = nil) -> [Float] {
         let A = buffer(a), C = c0.map(buffer) ?? FloatBuffer(count: m * w.rows)

@@ -7,6 +7,14 @@ public enum Kernels {
         GEMM.run(backend, a: a.matrix(rows: m, cols: k), b: b.matrix(rows: n, cols: k), c: c.matrix(rows: m, cols: n), transB: true)
     }
 
+    /// `c[m, n] = a[m, k] · Wᵀ` on the `simd` kernel, with `W` packed once beforehand
+    /// (`PackedMatrix(weight, rows: n, cols: k)`), on `threads` threads (nil: all of the pool).
+    public static func matmul(a: FloatBuffer, packed w: PackedMatrix, c: FloatBuffer, m: Int, threads: Int? = nil) {
+        precondition(a.count >= m * w.cols && c.count >= m * w.rows, "matmul: buffers too small for [\(m)×\(w.cols)]·[\(w.rows)×\(w.cols)]ᵀ")
+        PackedGEMM.parallel(a: a.matrix(rows: m, cols: w.cols), w: w, c: c.matrix(rows: m, cols: w.rows), accumulate: false,
+                            threads: threads ?? ThreadPool.shared.width)
+    }
+
     /// The fused causal softmax over `rows × cols` scores (row r sees `cols - rows + r + 1` keys).
     public static func causalSoftmax(_ scores: FloatBuffer, rows: Int, cols: Int, scale: Float) {
         precondition(scores.count >= rows * cols && rows <= cols)

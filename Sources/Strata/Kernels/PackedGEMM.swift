@@ -153,6 +153,8 @@ enum PackedGEMM {
     }
 
     #if STRATA_AVX512
+    /// The micro-kernel: 8 rows of A against one panel, `C[8 × 32]` in 16 registers. Per input:
+    /// two panel loads, eight broadcasts, sixteen fused multiply-adds.
     @inline(__always)
     private static func rows8(_ a: UnsafePointer<Float>, _ lda: Int, _ pw: UnsafePointer<Float>, _ k: Int,
                               _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ valid: Int, _ accumulate: Bool,
@@ -185,6 +187,8 @@ enum PackedGEMM {
     }
     #endif
 
+    /// `rows8`'s loop for four rows. The kernels are unrolled by hand, one per row count, so that
+    /// every accumulator is a named local the compiler keeps in a register.
     @inline(__always)
     private static func rows4(_ a: UnsafePointer<Float>, _ lda: Int, _ pw: UnsafePointer<Float>, _ k: Int,
                               _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ valid: Int, _ accumulate: Bool,

@@ -63,8 +63,13 @@ final class ThreadPool: @unchecked Sendable {
                 wake.lock(); wake.broadcast(); wake.unlock()
             }
             body(0, n)
-            // Every worker checks in, even those without a part, so none still reads `body`.
-            while finished.load(ordering: .acquiring) < width - 1 {}
+            // Every worker checks in, even those without a part, so none still reads `body`. On an
+            // oversubscribed machine a worker may be descheduled: after a while, give up the core.
+            var polls = 0
+            while finished.load(ordering: .acquiring) < width - 1 {
+                polls += 1
+                if polls >= Self.spinLimit { sched_yield(); polls = 0 }
+            }
             self.body = nil
         }
     }

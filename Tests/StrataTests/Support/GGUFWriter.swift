@@ -106,3 +106,10 @@ struct TestRNG {
     mutating func float(_ scale: Float = 1) -> Float { (g.nextUnitFloat() * 2 - 1) * scale }
     mutating func floats(_ n: Int, scale: Float = 1) -> [Float] { (0 ..< n).map { _ in float(scale) } }
 }
+
+/// A buffer holding `values` (for kernel tests).
+func buffer(_ values: [Float]) -> FloatBuffer {
+    let b = FloatBuffer(count: values.count)
+    for (i, x) in values.enumerated() { b[i] = x }
+    return b
+}
