@@ -56,8 +56,8 @@ enum Attention {
     /// once for all three (a fourth or fifth head makes another pass; a pass with fewer than three
     /// heads repeats the last one and drops the copy). Scores need no horizontal sums: for each
     /// head dimension, one broadcast query value per head times two registers of consecutive keys.
-    /// The block past the last visible key reads cache positions that are not used (finite,
-    /// ignored). Values: each head's probability broadcast against the value row. Every row is
+    /// The block past the last visible key also scores the cache positions after it; those
+    /// scores are never read (softmax and values stop at `visible`). Values: each head's probability broadcast against the value row. Every row is
     /// computed the same way whatever else is in the batch. `scratch` holds `3 × positions` floats.
     static func transposedRow(q: UnsafePointer<Float>, kt: UnsafePointer<Float>, v: UnsafePointer<Float>, positions: Int,
                               out: UnsafeMutablePointer<Float>, visible S: Int, kvHead g: Int, shape: Shape, scale: Float,
@@ -105,7 +105,8 @@ enum Attention {
                     c0.addProduct(z, v0); c1.addProduct(z, v1)
                     r += hd
                 }
-                // Heads repeated to fill the pass are written last, by the real head's values.
+                // A head repeated to fill the pass shares its output row with the real one, which
+                // is stored last and so wins (the copy's probabilities skipped the softmax).
                 store(c0, o2 + j); store(c1, o2 + j + w)
                 store(b0, o1 + j); store(b1, o1 + j + w)
                 store(a0, o0 + j); store(a1, o0 + j + w)

@@ -63,6 +63,9 @@ public final class PackedMatrix: @unchecked Sendable {
     }
 
     public var bytes: Int { data.count * 4 }
+
+    /// Bytes a packed `[rows × cols]` matrix takes (rows padded to whole panels).
+    static func bytes(rows: Int, cols: Int) -> Int { (rows + width - 1) / width * width * cols * 4 }
 }
 
 enum PackedGEMM {

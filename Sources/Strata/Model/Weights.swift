@@ -155,9 +155,7 @@ public final class PackedWeights: Sendable {
 
     /// Bytes the packed copies of a model would take (each matrix padded to whole panels).
     static func bytes(for c: ModelConfig) -> Int {
-        func size(_ rows: Int, _ cols: Int) -> Int {
-            (rows + PackedMatrix.width - 1) / PackedMatrix.width * PackedMatrix.width * cols * 4
-        }
+        func size(_ rows: Int, _ cols: Int) -> Int { PackedMatrix.bytes(rows: rows, cols: cols) }
         let e = c.embeddingLength, f = c.feedForwardLength
         let layer = size(c.qDim, e) + 2 * size(c.kvDim, e) + size(e, c.qDim) + 2 * size(f, e) + size(e, f)
         return c.blockCount * layer + size(c.vocabSize, e)

@@ -42,7 +42,7 @@ public final class InferenceContext {
     private let k, v: FloatBuffer             // [T, kvDim]
     private let att: FloatBuffer              // [T, qDim] attention output, heads side by side
     private let gate, up: FloatBuffer         // [T, ff]
-    private let scores: FloatBuffer           // [T, ctx] one head at a time
+    private let scores: FloatBuffer           // [T, ctx] one head at a time (blas, naive)
     private let rowScratch: FloatBuffer       // [threads, 3, positions] scores of up to three heads for the fused row kernels
     private let xOut: FloatBuffer             // [L, embd] final-normed rows that need logits
     private let logitsBuf: FloatBuffer        // [L, vocab]
@@ -73,11 +73,14 @@ public final class InferenceContext {
         let T = maxBatchTokens, L = maxLogitsRows
         cachePositions = options.backend == .simd ? (ctx + Attention.keyBlock - 1) / Attention.keyBlock * Attention.keyBlock : ctx
         let kvElements = c.blockCount * slots * cachePositions * c.kvDim
-        let scratchElements = T * (2 * c.embeddingLength + 2 * c.qDim + 2 * c.kvDim + 2 * c.feedForwardLength + ctx)
-            + L * (c.embeddingLength + c.vocabSize) + ctx * c.ropeDim + ctx
+        // The score matrix serves the GEMM attention of blas and naive; simd's fused kernel scores
+        // into its per-thread rows instead.
+        let scoreElements = options.backend == .simd ? 0 : T * ctx
+        let scratchElements = T * (2 * c.embeddingLength + 2 * c.qDim + 2 * c.kvDim + 2 * c.feedForwardLength) + scoreElements
+            + L * (c.embeddingLength + c.vocabSize) + ctx * c.ropeDim
         threads = min(options.threads ?? ThreadPool.shared.width, ThreadPool.shared.width)
         kvCacheBytes = 2 * kvElements * 4
-        scratchBytes = (scratchElements + 3 * threads * cachePositions - ctx) * 4
+        scratchBytes = (scratchElements + 3 * threads * cachePositions) * 4
         let packBytes = backend == .simd && !model.hasPackedWeights ? PackedWeights.bytes(for: c) : 0
         let available = availableMemory()
         guard kvCacheBytes + scratchBytes + packBytes <= available else {
@@ -99,7 +102,7 @@ public final class InferenceContext {
         att = FloatBuffer(count: T * c.qDim)
         gate = FloatBuffer(count: T * c.feedForwardLength)
         up = FloatBuffer(count: T * c.feedForwardLength)
-        scores = FloatBuffer(count: T * ctx)
+        scores = FloatBuffer(count: scoreElements)
         rowScratch = FloatBuffer(count: 3 * threads * cachePositions)
         xOut = FloatBuffer(count: L * c.embeddingLength)
         logitsBuf = FloatBuffer(count: L * c.vocabSize)
