@@ -133,6 +133,21 @@ import Testing
         #expect(simd.decode.contains { $0 != 0 })
     }
 
+    /// The KV cache is not zeroed, and the simd kernel scores a whole key block past the last
+    /// visible position: what a slot held before must not reach the next sequence's logits.
+    @Test(arguments: Backend.allCases)
+    func staleCacheContentsDoNotLeak(backend: Backend) throws {
+        let model = ForwardTests.tiny
+        let old: [Int32] = (0 ..< 57).map { Int32(($0 * 91 + 5) % 280) }, new: [Int32] = [17, 4, 250, 9, 33]
+        let used = try InferenceContext(model: model, options: ContextOptions(backend: backend, contextLength: 64))
+        try used.prefill(old)
+        used.reset(slot: 0)
+        try used.prefill(new)
+        let fresh = try InferenceContext(model: model, options: ContextOptions(backend: backend, contextLength: 64))
+        try fresh.prefill(new)
+        #expect(used.logits(row: 0) == fresh.logits(row: 0))
+    }
+
     @Test func modelPacksItsWeightsOnce() throws {
         let model = try TinyModel().load()
         #expect(!model.hasPackedWeights)

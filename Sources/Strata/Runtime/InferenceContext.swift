@@ -92,8 +92,11 @@ public final class InferenceContext {
         BLASThreads.set(options.threads ?? ProcessInfo.processInfo.activeProcessorCount)
         packed = backend == .simd ? model.packedWeights() : nil
         rope = RopeTable(positions: ctx, ropeDim: c.ropeDim, base: c.ropeBase, style: c.architecture.ropeStyle)
-        kCache = FloatBuffer(count: kvElements)
-        vCache = FloatBuffer(count: kvElements)
+        // Not zeroed: a position is written before any kernel reads it (the simd kernel's last key
+        // block also scores positions past the visible ones, but those scores are never used), and
+        // zeroing would touch every page up front: 6 GB for 16 slots of 8192 positions.
+        kCache = FloatBuffer(count: kvElements, zeroed: false)
+        vCache = FloatBuffer(count: kvElements, zeroed: false)
         x = FloatBuffer(count: T * c.embeddingLength)
         xb = FloatBuffer(count: T * c.embeddingLength)
         q = FloatBuffer(count: T * c.qDim)
