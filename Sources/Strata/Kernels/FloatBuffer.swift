@@ -52,4 +52,10 @@ struct Matrix: @unchecked Sendable {
     let stride: Int
 
     @inline(__always) func row(_ i: Int) -> UnsafeMutablePointer<Float> { base + i * stride }
+
+    /// The view of rows `r`.
+    @inline(__always) func rows(_ r: Range<Int>) -> Matrix {
+        precondition(r.lowerBound >= 0 && r.upperBound <= rows, "rows \(r) outside 0..<\(rows)")
+        return Matrix(base: row(r.lowerBound), rows: r.count, cols: cols, stride: stride)
+    }
 }

@@ -233,7 +233,8 @@ public final class InferenceContext {
         case .tokenEmbd:
             Ops.embed(tokens: tokens.baseAddress!, count: T, table: w.tokenEmbd, dim: E, into: x.matrix(rows: T, cols: E))
         case .attnNorm:
-            Ops.rmsNorm(x: x.matrix(rows: T, cols: E), weight: w.layers[op.layer!].attnNorm, eps: c.rmsEpsilon, y: xb.matrix(rows: T, cols: E))
+            let weight = w.layers[op.layer!].attnNorm
+            byRows(T) { r in Ops.rmsNorm(x: x.matrix(rows: T, cols: E).rows(r), weight: weight, eps: c.rmsEpsilon, y: xb.matrix(rows: T, cols: E).rows(r)) }
         case .attnQ:
             project(xb, E, w.layers[op.layer!].attnQ, packed?.layers[op.layer!].attnQ, q, c.qDim, T, bias: w.layers[op.layer!].attnQBias)
         case .attnK:
@@ -241,8 +242,10 @@ public final class InferenceContext {
         case .attnV:
             project(xb, E, w.layers[op.layer!].attnV, packed?.layers[op.layer!].attnV, v, c.kvDim, T, bias: w.layers[op.layer!].attnVBias)
         case .rope:
-            Ops.rope(x: q.matrix(rows: T, cols: c.qDim), heads: c.headCount, headDim: c.headDim, positions: positions, table: rope)
-            Ops.rope(x: k.matrix(rows: T, cols: c.kvDim), heads: c.headCountKV, headDim: c.headDim, positions: positions, table: rope)
+            byRows(T) { r in
+                Ops.rope(x: q.matrix(rows: T, cols: c.qDim).rows(r), heads: c.headCount, headDim: c.headDim, positions: positions + r.lowerBound, table: rope)
+                Ops.rope(x: k.matrix(rows: T, cols: c.kvDim).rows(r), heads: c.headCountKV, headDim: c.headDim, positions: positions + r.lowerBound, table: rope)
+            }
         case .kvStore:
             let l = op.layer!
             if backend == .simd {
@@ -278,13 +281,14 @@ public final class InferenceContext {
             linear(att.matrix(rows: T, cols: c.qDim), w.layers[op.layer!].attnOutput, packed?.layers[op.layer!].attnOutput,
                    x.matrix(rows: T, cols: E), accumulate: true)
         case .ffnNorm:
-            Ops.rmsNorm(x: x.matrix(rows: T, cols: E), weight: w.layers[op.layer!].ffnNorm, eps: c.rmsEpsilon, y: xb.matrix(rows: T, cols: E))
+            let weight = w.layers[op.layer!].ffnNorm
+            byRows(T) { r in Ops.rmsNorm(x: x.matrix(rows: T, cols: E).rows(r), weight: weight, eps: c.rmsEpsilon, y: xb.matrix(rows: T, cols: E).rows(r)) }
         case .ffnGate:
             project(xb, E, w.layers[op.layer!].ffnGate, packed?.layers[op.layer!].ffnGate, gate, F, T, bias: nil)
         case .ffnUp:
             project(xb, E, w.layers[op.layer!].ffnUp, packed?.layers[op.layer!].ffnUp, up, F, T, bias: nil)
         case .ffnAct:
-            Ops.swiglu(gate: gate.matrix(rows: T, cols: F), up: up.matrix(rows: T, cols: F))
+            byRows(T) { r in Ops.swiglu(gate: gate.matrix(rows: T, cols: F).rows(r), up: up.matrix(rows: T, cols: F).rows(r)) }
         case .ffnDown:
             linear(gate.matrix(rows: T, cols: F), w.layers[op.layer!].ffnDown, packed?.layers[op.layer!].ffnDown,
                    x.matrix(rows: T, cols: E), accumulate: true)
@@ -313,6 +317,14 @@ public final class InferenceContext {
         case .sampling:
             break
         }
+    }
+
+    /// Runs a row-wise op (norm, RoPE, SwiGLU) over rows `0 ..< T`: on the simd backend split
+    /// across the pool's threads, each row computed exactly as it would be alone; else in one go.
+    @inline(__always)
+    private func byRows(_ T: Int, _ body: (Range<Int>) -> Void) {
+        guard backend == .simd, threads > 1, T > 1 else { body(0 ..< T); return }
+        ThreadPool.shared.run(parts: min(threads, T)) { t, n in body(T * t / n ..< T * (t + 1) / n) }
     }
 
     /// `out[T, n] = input[T, k] · Wᵀ (+ bias)`.
