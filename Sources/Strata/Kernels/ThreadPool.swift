@@ -48,7 +48,9 @@ final class ThreadPool: @unchecked Sendable {
     }
 
     /// Runs `body(part, parts)` for `part` in `0 ..< parts`, `parts ≤ width`, part 0 on the
-    /// calling thread; returns when all are done.
+    /// calling thread; returns when all are done. Not re-entrant: a body must not start a region.
+    /// Every worker checks in for every region, also those without a part, so a context using
+    /// fewer threads than the pool still wakes all of it.
     func run(parts requested: Int, _ body: (Int, Int) -> Void) {
         let n = min(max(requested, 1), width)
         if n == 1 { body(0, 1); return }
