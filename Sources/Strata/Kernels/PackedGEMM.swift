@@ -69,13 +69,9 @@ public final class PackedMatrix: @unchecked Sendable {
 }
 
 enum PackedGEMM {
-    /// Rows of A per call of the main micro-kernel: 8 rows × 2 registers = 16 accumulators of the
-    /// 32 AVX-512 registers; with 16 registers (AVX2, NEON) 4 rows × 2 = 8.
-    #if STRATA_AVX512
-    static let mainRows = 8
-    #else
-    static let mainRows = 4
-    #endif
+    // The main micro-kernel takes 8 rows of A (8 rows × 2 registers = 16 accumulators of the 32
+    // AVX-512 registers); with 16 registers (AVX2, NEON) it takes 4 (8 accumulators). Leftover
+    // rows go through the 4-row and 1-row kernels.
 
     /// `C = A · Wᵀ (+ C)` for the output panels in `panels`, `A: [m × k]`, `C: [m × n]`.
     /// Each output is one chain of fused multiply-adds over `k` in order, whichever kernel and
