@@ -68,6 +68,22 @@ public final class PackedMatrix: @unchecked Sendable {
     static func bytes(rows: Int, cols: Int) -> Int { (rows + width - 1) / width * width * cols * 4 }
 }
 
+/// One kernel pass's share of the next panel to prefetch: `stride` floats per input step, two
+/// hints a step (two cache lines when one pass fetches a whole panel), or none.
+struct PanelPrefetch {
+    let base: UnsafePointer<Float>?
+    let stride: Int
+
+    init(_ base: UnsafePointer<Float>?, stride: Int) { self.base = base; self.stride = stride }
+
+    /// Called once per input step `p` of the kernel loop. The branch is loop-invariant: the
+    /// compiler makes one loop with the prefetches and one without.
+    @inline(__always)
+    func step(_ p: Int) {
+        if let base { strata_prefetch(base + p * stride); strata_prefetch(base + p * stride + stride / 2) }
+    }
+}
+
 enum PackedGEMM {
     // The main micro-kernel takes 8 rows of A (8 rows × 2 registers = 16 accumulators of the 32
     // AVX-512 registers); with 16 registers (AVX2, NEON) it takes 4 (8 accumulators). Leftover
@@ -90,20 +106,21 @@ enum PackedGEMM {
             // row (matrix-vector) is left to the hardware prefetcher.
             let next = pn + 1 < panels.upperBound && m > 1 ? pw + k * nr : nil
             let stride = nr / passes
+            @inline(__always) func ahead(_ pass: Int) -> PanelPrefetch { PanelPrefetch(next.map { $0 + pass * k * stride }, stride: stride) }
             var pass = 0
             var i = 0
             #if STRATA_AVX512
             while i + 8 <= m {
-                rows8(a.row(i), a.stride, pw, k, c.row(i) + n0, c.stride, valid, accumulate, next.map { $0 + pass * k * stride }, stride)
+                rows8(a.row(i), a.stride, pw, k, c.row(i) + n0, c.stride, valid, accumulate, ahead(pass))
                 i += 8; pass += 1
             }
             #endif
             while i + 4 <= m {
-                rows4(a.row(i), a.stride, pw, k, c.row(i) + n0, c.stride, valid, accumulate, next.map { $0 + pass * k * stride }, stride)
+                rows4(a.row(i), a.stride, pw, k, c.row(i) + n0, c.stride, valid, accumulate, ahead(pass))
                 i += 4; pass += 1
             }
             while i < m {
-                rows1(a.row(i), pw, k, c.row(i) + n0, valid, accumulate, next.map { $0 + pass * k * stride }, stride)
+                rows1(a.row(i), pw, k, c.row(i) + n0, valid, accumulate, ahead(pass))
                 i += 1; pass += 1
             }
         }
@@ -157,17 +174,14 @@ enum PackedGEMM {
     @inline(__always)
     private static func rows8(_ a: UnsafePointer<Float>, _ lda: Int, _ pw: UnsafePointer<Float>, _ k: Int,
                               _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ valid: Int, _ accumulate: Bool,
-                              _ prefetch: UnsafePointer<Float>?, _ prefetchStride: Int) {
+                              _ prefetch: PanelPrefetch) {
         let v = PVec.scalarCount, nr = 2 * v
         let a0 = a, a1 = a0 + lda, a2 = a1 + lda, a3 = a2 + lda, a4 = a3 + lda, a5 = a4 + lda, a6 = a5 + lda, a7 = a6 + lda
         var c00 = PVec(), c01 = PVec(), c10 = PVec(), c11 = PVec(), c20 = PVec(), c21 = PVec(), c30 = PVec(), c31 = PVec()
         var c40 = PVec(), c41 = PVec(), c50 = PVec(), c51 = PVec(), c60 = PVec(), c61 = PVec(), c70 = PVec(), c71 = PVec()
         var w = pw
-        // A loop-invariant branch: the compiler makes one loop with the prefetches, one without.
-        // Two hints a step cover two cache lines when one pass fetches a whole panel.
-        let pf = prefetch ?? pw, fetch = prefetch != nil, half = prefetchStride / 2
         for p in 0 ..< k {
-            if fetch { strata_prefetch(pf + p * prefetchStride); strata_prefetch(pf + p * prefetchStride + half) }
+            prefetch.step(p)
             let y0 = load(w), y1 = load(w + v)
             var x = PVec(repeating: a0[p]); c00.addProduct(x, y0); c01.addProduct(x, y1)
             x = PVec(repeating: a1[p]); c10.addProduct(x, y0); c11.addProduct(x, y1)
@@ -191,16 +205,13 @@ enum PackedGEMM {
     @inline(__always)
     private static func rows4(_ a: UnsafePointer<Float>, _ lda: Int, _ pw: UnsafePointer<Float>, _ k: Int,
                               _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ valid: Int, _ accumulate: Bool,
-                              _ prefetch: UnsafePointer<Float>?, _ prefetchStride: Int) {
+                              _ prefetch: PanelPrefetch) {
         let v = PVec.scalarCount, nr = 2 * v
         let a0 = a, a1 = a0 + lda, a2 = a1 + lda, a3 = a2 + lda
         var c00 = PVec(), c01 = PVec(), c10 = PVec(), c11 = PVec(), c20 = PVec(), c21 = PVec(), c30 = PVec(), c31 = PVec()
         var w = pw
-        // A loop-invariant branch: the compiler makes one loop with the prefetches, one without.
-        // Two hints a step cover two cache lines when one pass fetches a whole panel.
-        let pf = prefetch ?? pw, fetch = prefetch != nil, half = prefetchStride / 2
         for p in 0 ..< k {
-            if fetch { strata_prefetch(pf + p * prefetchStride); strata_prefetch(pf + p * prefetchStride + half) }
+            prefetch.step(p)
             let y0 = load(w), y1 = load(w + v)
             var x = PVec(repeating: a0[p]); c00.addProduct(x, y0); c01.addProduct(x, y1)
             x = PVec(repeating: a1[p]); c10.addProduct(x, y0); c11.addProduct(x, y1)
@@ -216,15 +227,12 @@ enum PackedGEMM {
     @inline(__always)
     private static func rows1(_ a: UnsafePointer<Float>, _ pw: UnsafePointer<Float>, _ k: Int,
                               _ c: UnsafeMutablePointer<Float>, _ valid: Int, _ accumulate: Bool,
-                              _ prefetch: UnsafePointer<Float>?, _ prefetchStride: Int) {
+                              _ prefetch: PanelPrefetch) {
         let v = PVec.scalarCount, nr = 2 * v
         var c00 = PVec(), c01 = PVec()
         var w = pw
-        // A loop-invariant branch: the compiler makes one loop with the prefetches, one without.
-        // Two hints a step cover two cache lines when one pass fetches a whole panel.
-        let pf = prefetch ?? pw, fetch = prefetch != nil, half = prefetchStride / 2
         for p in 0 ..< k {
-            if fetch { strata_prefetch(pf + p * prefetchStride); strata_prefetch(pf + p * prefetchStride + half) }
+            prefetch.step(p)
             let x = PVec(repeating: a[p])
             c00.addProduct(x, load(w)); c01.addProduct(x, load(w + v))
             w += nr
