@@ -7,7 +7,11 @@ SWIFT ?= swift
 RELEASE_BIN := .build/release/strata
 PROMPT ?= What is the capital of France? Answer in one sentence.
 
-.PHONY: all setup deps model build release run test bench clean
+GEMMA := $(STRATA_HOME)/models/gemma-3-270m-q4_k_m.gguf
+VENV := $(STRATA_HOME)/venv
+PYTHON := $(VENV)/bin/python
+
+.PHONY: all setup deps model gemma venv build release run test bench clean
 
 all: release
 
@@ -25,6 +29,16 @@ deps:
 model:
 	@./scripts/fetch-model.sh
 
+# Gemma 3 270M (Q4_K_M): the real K-quant file the dequantization tests read.
+gemma:
+	@./scripts/fetch-gemma.sh
+
+# Python for the tests that compare with reference code: the `gguf` package's quantizers.
+venv:
+	@[ -x $(PYTHON) ] && $(PYTHON) -c 'import gguf, numpy' 2>/dev/null || { \
+		echo "venv: creating $(VENV) with gguf and numpy"; \
+		python3 -m venv $(VENV) && $(VENV)/bin/pip install -q --disable-pip-version-check gguf==0.19.0 numpy; }
+
 build: deps
 	$(SWIFT) build
 
@@ -35,8 +49,8 @@ run: setup release
 	$(RELEASE_BIN) generate --model "$(MODEL)" --chat --max-tokens 96 "$(PROMPT)"
 
 # Every test, built optimised: the real-model tests run the 30-layer model many times.
-test: setup
-	STRATA_MODEL="$(MODEL)" $(SWIFT) test -c release
+test: setup gemma venv
+	STRATA_MODEL="$(MODEL)" STRATA_GEMMA="$(GEMMA)" STRATA_PYTHON="$(PYTHON)" $(SWIFT) test -c release
 
 # Kernel microbenchmarks and machine ceilings, then the full `strata bench` matrix (BLAS and naive;
 # the naive batch tests make it take about 20 minutes on 2 cores). BENCH_ARGS narrows the matrix.

@@ -20,8 +20,13 @@ let hostFlags = ((try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))
 let hostAVX512 = ["avx512f", "avx512bw", "avx512dq", "avx512vl"].allSatisfy(hostFlags.contains)
 let useAVX512 = environment["STRATA_AVX512"].map { $0 == "1" } ?? (targetCPU == "native" && hostAVX512)
 let strataSettings: [SwiftSetting] = [.unsafeFlags(["-target-cpu", targetCPU])] + (useAVX512 ? [.define("STRATA_AVX512")] : [])
+// The C panel unpacking is vectorised by the compiler for the same CPU; always optimised (it runs
+// per panel per matrix multiply, debug builds included), without fused multiply-adds, so that
+// every value is the exact float of `Dequantize`.
+let quantCSettings: [CSetting] = [.unsafeFlags(["-O3", "-march=\(targetCPU)", "-ffp-contract=off"] + (useAVX512 ? [] : ["-mno-avx512f"]))]
 #else
 let strataSettings: [SwiftSetting] = []
+let quantCSettings: [CSetting] = [.unsafeFlags(["-O3", "-ffp-contract=off"])]
 #endif
 
 let package = Package(
@@ -45,9 +50,11 @@ let package = Package(
         ),
         // A prefetch hint for the packed GEMM (header only; Swift cannot express one).
         .systemLibrary(name: "CPrefetch", path: "CSystem/CPrefetch"),
+        // Quantized weight panels: packing at load, unpacking per panel (C the compiler vectorises).
+        .target(name: "CQuant", path: "CSystem/CQuant", cSettings: quantCSettings),
         .target(
             name: "Strata",
-            dependencies: ["COpenBLAS", "CPrefetch"],
+            dependencies: ["COpenBLAS", "CPrefetch", "CQuant"],
             swiftSettings: strataSettings
         ),
         .executableTarget(
@@ -65,7 +72,7 @@ let package = Package(
         ),
         .testTarget(
             name: "StrataTests",
-            dependencies: ["Strata"]
+            dependencies: ["Strata", "CQuant"]
         ),
     ],
     swiftLanguageModes: [.v6]

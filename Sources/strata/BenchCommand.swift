@@ -19,6 +19,8 @@ struct BenchCommand: ParsableCommand {
     var model: String?
     @Option(help: "Backends, comma-separated: simd, blas, naive.")
     var backend: String = "simd,blas,naive"
+    @Option(help: "Weights, comma-separated: native (the file's types), f32 (dequantized at load).")
+    var weights: String = "native"
     @Option(help: "Kernel thread counts, comma-separated (Strata's pool for simd, OpenBLAS's for blas).")
     var threads: String = "1,2"
     @Option(help: "Batch sizes for the batch test, comma-separated (0 or empty: no batch test).")
@@ -49,8 +51,16 @@ struct BenchCommand: ParsableCommand {
         }
     } }
 
+    var weightModes: [WeightsMode] { get throws {
+        try weights.split(separator: ",").map {
+            guard let w = WeightsMode(rawValue: String($0)) else { throw ValidationError("--weights: '\($0)' is not native or f32") }
+            return w
+        }
+    } }
+
     func validate() throws {
         _ = try backends
+        _ = try weightModes
         if try list(threads, "--threads").contains(where: { $0 < 1 }) { throw ValidationError("--threads values must be ≥ 1") }
         _ = try list(batch, "--batch"); _ = try list(p, "-p"); _ = try list(n, "-n")
         if r < 1 { throw ValidationError("-r must be ≥ 1, got \(r)") }
@@ -61,6 +71,7 @@ struct BenchCommand: ParsableCommand {
     struct Record: Encodable {
         let test: String
         let backend: String
+        let weights: String
         let threads: Int
         let n_prompt: Int
         let n_gen: Int
@@ -74,6 +85,8 @@ struct BenchCommand: ParsableCommand {
         var blas_naive_speedup: Double?
         /// This backend's tokens/s over the naive backend's on the same test (any backend but naive).
         var speedup_vs_naive: Double?
+        /// Peak resident set (VmHWM) while this configuration ran, model and context included.
+        var peak_rss_bytes: Int?
     }
 
     struct Report: Encodable {
@@ -90,7 +103,6 @@ struct BenchCommand: ParsableCommand {
 
     func run() throws {
         let path = try Model.resolvePath(model)
-        let m = try Model(path: path)
         var tests: [BenchTest] = []
         for x in try list(p, "-p") where x > 0 { tests.append(.prompt(x)) }
         for x in try list(n, "-n") where x > 0 { tests.append(.generate(x)) }
@@ -98,10 +110,17 @@ struct BenchCommand: ParsableCommand {
             for x in try list(n, "-n") where x > 0 { tests.append(.batch(sequences: b, prompt: batchPrompt, generate: x)) }
         }
         var records: [Record] = []
-        for backend in try backends {
+        var lastModel: Model?
+        for mode in try weightModes {
+          lastModel = nil   // one model in memory at a time
+          MachineInfo.resetPeakRSS()
+          let m = try Model(path: path, weights: mode)
+          lastModel = m
+          for backend in try backends {
             let threadList = backend == .naive ? [1] : try list(threads, "--threads")
             for t in threadList {
                 for test in tests {
+                    MachineInfo.resetPeakRSS()
                     let ctx = try InferenceContext(model: m, options: Workloads.contextOptions(for: test, backend: backend, threads: t))
                     printErr("bench: \(test) \(backend) threads=\(t) …")
                     _ = try Workloads.run(test, context: ctx, seed: 999)   // warm-up
@@ -113,8 +132,9 @@ struct BenchCommand: ParsableCommand {
                     case let .generate(x): ("tg\(x)", 0, x, 1)
                     case let .batch(b, pp, g): ("batch\(b)", pp, g, b)
                     }
-                    var rec = Record(test: name, backend: backend.rawValue, threads: t, n_prompt: nPrompt, n_gen: nGen, batch: batchSize,
-                                     repetitions: r, tokens_per_second: mean, sd: sd, samples: samples.map(\.tokensPerSecond))
+                    var rec = Record(test: name, backend: backend.rawValue, weights: mode.rawValue, threads: t, n_prompt: nPrompt, n_gen: nGen,
+                                     batch: batchSize, repetitions: r, tokens_per_second: mean, sd: sd, samples: samples.map(\.tokensPerSecond))
+                    rec.peak_rss_bytes = MachineInfo.peakRSS
                     if case .batch = test {
                         rec.prefill_tokens_per_second = meanAndSD(samples.compactMap(\.prefillTokensPerSecond)).mean
                         rec.end_to_end_tokens_per_second = meanAndSD(samples.compactMap(\.endToEndTokensPerSecond)).mean
@@ -122,11 +142,13 @@ struct BenchCommand: ParsableCommand {
                     records.append(rec)
                 }
             }
+          }
         }
+        let m = lastModel!
         // Speed-up over naive for each record with a naive counterpart (blas_naive_speedup: the
         // same for BLAS records, the field's name from before the simd backend).
         for i in records.indices where records[i].backend != "naive" {
-            if let naive = records.first(where: { $0.backend == "naive" && $0.test == records[i].test && $0.n_gen == records[i].n_gen && $0.n_prompt == records[i].n_prompt }) {
+            if let naive = records.first(where: { $0.backend == "naive" && $0.weights == records[i].weights && $0.test == records[i].test && $0.n_gen == records[i].n_gen && $0.n_prompt == records[i].n_prompt }) {
                 records[i].speedup_vs_naive = records[i].tokens_per_second / naive.tokens_per_second
                 if records[i].backend == "blas" { records[i].blas_naive_speedup = records[i].speedup_vs_naive }
             }
@@ -135,29 +157,29 @@ struct BenchCommand: ParsableCommand {
         let weightTypes = Set(m.gguf.tensors.map { "\($0.type)" }).sorted().joined(separator: "/")
         let report = Report(date: ISO8601DateFormatter().string(from: Date()), machine: MachineInfo.cpuModel, cores: MachineInfo.cores,
                             memory: MachineInfo.memory, openblas_coretype: MachineInfo.openBLASCoreType, build: MachineInfo.build,
-                            model: path, model_type: "\(m.config.architecture.name) \(m.weights.parameterCount / 1_000_000)M, \(weightTypes) (\(fileType)), run as F32",
+                            model: path, model_type: "\(m.config.architecture.name) \(m.weights.parameterCount / 1_000_000)M, \(weightTypes) (\(fileType))",
                             results: records)
         switch format {
         case "json": print(jsonString(report))
         case "csv":
-            print("test,backend,threads,n_prompt,n_gen,batch,reps,tokens_per_second,sd,prefill_tokens_per_second,end_to_end_tokens_per_second,speedup_vs_naive")
+            print("test,backend,weights,threads,n_prompt,n_gen,batch,reps,tokens_per_second,sd,prefill_tokens_per_second,end_to_end_tokens_per_second,speedup_vs_naive,peak_rss_bytes")
             for x in records {
-                print([x.test, x.backend, "\(x.threads)", "\(x.n_prompt)", "\(x.n_gen)", "\(x.batch)", "\(x.repetitions)",
+                print([x.test, x.backend, x.weights, "\(x.threads)", "\(x.n_prompt)", "\(x.n_gen)", "\(x.batch)", "\(x.repetitions)",
                        String(format: "%.2f", x.tokens_per_second), String(format: "%.2f", x.sd),
                        x.prefill_tokens_per_second.map { String(format: "%.2f", $0) } ?? "",
                        x.end_to_end_tokens_per_second.map { String(format: "%.2f", $0) } ?? "",
-                       x.speedup_vs_naive.map { String(format: "%.2f", $0) } ?? ""].joined(separator: ","))
+                       x.speedup_vs_naive.map { String(format: "%.2f", $0) } ?? "", x.peak_rss_bytes.map { "\($0)" } ?? ""].joined(separator: ","))
             }
         default:
             print("machine: \(report.machine), \(report.cores) cores, \(report.memory); OPENBLAS_CORETYPE=\(report.openblas_coretype); build: \(report.build)")
             print("model: \(report.model) (\(report.model_type))")
             print("date: \(report.date)\n")
-            print("| test | backend | threads | tokens/s | × naive |")
-            print("|---|---|---:|---:|---:|")
+            print("| test | backend | weights | threads | tokens/s | × naive | peak RSS |")
+            print("|---|---|---|---:|---:|---:|---:|")
             for x in records {
                 var name = x.test
                 if x.batch > 1 || x.test.hasPrefix("batch") { name += " (pp\(x.n_prompt)+tg\(x.n_gen), decode)" }
-                print("| \(name) | \(x.backend) | \(x.threads) | \(String(format: "%.2f ± %.2f", x.tokens_per_second, x.sd)) | \(x.speedup_vs_naive.map { String(format: "%.2f×", $0) } ?? "") |")
+                print("| \(name) | \(x.backend) | \(x.weights) | \(x.threads) | \(String(format: "%.2f ± %.2f", x.tokens_per_second, x.sd)) | \(x.speedup_vs_naive.map { String(format: "%.2f×", $0) } ?? "") | \(x.peak_rss_bytes.map { formatBytes($0) } ?? "") |")
             }
         }
     }

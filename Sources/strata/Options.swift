@@ -3,6 +3,7 @@ import Foundation
 import Strata
 
 extension Backend: ExpressibleByArgument {}
+extension WeightsMode: ExpressibleByArgument {}
 
 /// Which model, which kernels, how large a context.
 struct ModelOptions: ParsableArguments {
@@ -14,6 +15,9 @@ struct ModelOptions: ParsableArguments {
 
     @Option(help: "Kernel threads: Strata's pool for simd, OpenBLAS's for blas; naive uses one (default: all cores).")
     var threads: Int?
+
+    @Option(help: "Weights: native (kept in the file's types: Q4_1, Q4_K, F16, …) or f32 (dequantized at load).")
+    var weights: WeightsMode = .native
 
     @Option(help: "Context length in tokens (default: the model's).")
     var ctx: Int?
@@ -38,12 +42,12 @@ struct ModelOptions: ParsableArguments {
     func loadModel() throws -> Model {
         let path = try Model.resolvePath(model)
         let t0 = Date()
-        let m = try Model(path: path)
+        let m = try Model(path: path, weights: weights)
         if verbose {
             let c = m.config
             printErr("model: \(path)")
             printErr("  \(c.architecture.name), \(c.blockCount) layers, embedding \(c.embeddingLength), heads \(c.headCount)/\(c.headCountKV) (head dim \(c.headDim)), ff \(c.feedForwardLength), vocab \(c.vocabSize), context \(c.contextLength)")
-            printErr("  \(m.weights.parameterCount) parameters as float32 (\(formatBytes(m.weights.parameterCount * 4))), loaded in \(String(format: "%.2f", Date().timeIntervalSince(t0))) s")
+            printErr("  \(m.weights.parameterCount) parameters, \(formatBytes(m.weights.bytes)) as held (--weights \(weights)), loaded in \(String(format: "%.2f", Date().timeIntervalSince(t0))) s")
         }
         return m
     }

@@ -193,7 +193,10 @@ struct ModelOptionsNoBackend: ParsableArguments {
     @Option(help: "Kernel threads: Strata's pool for simd, OpenBLAS's for blas (default: all cores).")
     var threads: Int?
 
+    @Option(help: "Weights: native (the file's types) or f32 (dequantized at load).")
+    var weights: WeightsMode = .native
+
     func validate() throws { if let t = threads, t < 1 { throw ValidationError("--threads must be ≥ 1") } }
 
-    func loadModel() throws -> Model { try Model(path: try Model.resolvePath(model)) }
+    func loadModel() throws -> Model { try Model(path: try Model.resolvePath(model), weights: weights) }
 }

@@ -85,6 +85,42 @@ import Testing
         }
     }
 
+    static let f32Model: Model? = try? Model(path: RealModel.path, weights: .f32)
+
+    /// `--weights native` computes on the file's blocks, unpacked to exactly the floats the f32
+    /// path dequantizes at load, with the same operation order: on simd the logits are the f32
+    /// path's bit for bit; on blas within rounding.
+    @Test(arguments: [Backend.simd, .blas])
+    func nativeWeightsGiveTheF32Logits(backend: Backend) throws {
+        let f32 = try #require(Self.f32Model, "\(RealModel.missing)")
+        let native = try context(backend)
+        let reference = try InferenceContext(model: f32, options: ContextOptions(backend: backend, contextLength: 256))
+        for c in try RealModel.lines("logits.jsonl") {
+            let ids = RealModel.ids(c["prompt_ids"])
+            native.resetAll(); reference.resetAll()
+            try native.prefill(ids); try reference.prefill(ids)
+            let a = native.logits(row: 0), b = reference.logits(row: 0)
+            if backend == .simd {
+                #expect(a.map(\.bitPattern) == b.map(\.bitPattern), "native vs f32 logits for \(c["prompt"]!)")
+            } else {
+                let d = zip(a, b).map { abs($0 - $1) }.max()!
+                #expect(d <= 1e-4, "native vs f32 max logit difference \(d)")
+            }
+        }
+    }
+
+    /// Native weights are the only copy: the packed panels take at most 1.1 × the file's bytes
+    /// for the same matrices, and the f32 path's float copy is about 7 times as much.
+    @Test func nativePanelsAreAboutTheFileSize() throws {
+        let m = try model()
+        let fileBytes = m.weights.matrices.reduce(0) { $0 + $1.bytes }
+        let packed = m.packedWeights().bytes
+        #expect(Double(packed) <= 1.1 * Double(fileBytes), "packed \(packed) B vs file \(fileBytes) B")
+        #expect(m.weights.matrices.allSatisfy { !$0.isFloat })
+        let f32 = try #require(Self.f32Model)
+        #expect(f32.weights.matrices.allSatisfy(\.isFloat) && f32.weights.bytes > 5 * m.weights.bytes)
+    }
+
     @Test func backendsAgreeOnRealLogits() throws {
         let blas = try context(.blas), naive = try context(.naive)
         for c in try RealModel.lines("logits.jsonl") {

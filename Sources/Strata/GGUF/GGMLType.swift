@@ -40,7 +40,7 @@ public enum GGMLType: UInt32, Sendable, CustomStringConvertible {
     /// True for the types `Dequantize` handles.
     public var isSupported: Bool {
         switch self {
-        case .f32, .f16, .bf16, .q4_0, .q4_1, .q5_0, .q5_1, .q8_0: true
+        case .f32, .f16, .bf16, .q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .q2_K, .q3_K, .q4_K, .q5_K, .q6_K: true
         default: false
         }
     }

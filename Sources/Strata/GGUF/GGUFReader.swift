@@ -221,6 +221,12 @@ public final class GGUFFile: @unchecked Sendable {
         return try body(UnsafeRawBufferPointer(rebasing: file.bytes[start ..< start + info.byteCount]))
     }
 
+    /// The first byte of a tensor's data in the mapping (bounds were checked at load). Valid as long
+    /// as this file is alive.
+    func tensorBase(_ info: GGUFTensorInfo) -> UnsafeRawPointer {
+        file.bytes.baseAddress! + dataOffset + info.offset
+    }
+
     public func int(_ key: String) throws -> Int {
         guard let v = metadata[key] else { throw GGUFError.missingKey(key) }
         guard let i = v.intValue else { throw GGUFError.wrongType(key: key, expected: "an integer") }

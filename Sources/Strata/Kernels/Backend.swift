@@ -51,6 +51,47 @@ enum GEMM {
         }
     }
 
+    /// Floats of scratch the `blas` backend dequantizes a quantized weight's rows into (a chunk
+    /// of rows at a time, then sgemm on the chunk).
+    static let blasChunkFloats = 1 << 18
+
+    /// Scratch floats `run(_:a:weight:…)` needs for weights of at most `cols` inputs.
+    static func scratchFloats(_ backend: Backend, cols: Int) -> Int {
+        switch backend {
+        case .naive: cols
+        case .blas: max(cols, blasChunkFloats)
+        case .simd: 0
+        }
+    }
+
+    /// `C = A · Wᵀ (+ C)` with a model weight in any type (blas and naive; simd packs its own):
+    /// float32 weights as they are; quantized ones dequantized into `scratch` (`scratchFloats`
+    /// floats) — one row at a time for naive, a chunk of rows for each sgemm call for blas.
+    static func run(_ backend: Backend, a: Matrix, weight w: WeightMatrix, c: Matrix, accumulate: Bool,
+                    scratch: UnsafeMutablePointer<Float>?, scratchFloats: Int) {
+        if let b = w.floatMatrix {
+            run(backend, a: a, b: b, c: c, transB: true, accumulate: accumulate)
+            return
+        }
+        let m = a.rows, k = a.cols, n = w.rows
+        precondition(k == w.cols && c.rows == m && c.cols == n, "GEMM: shapes differ")
+        precondition(scratch != nil && scratchFloats >= k, "GEMM: a quantized weight needs scratch")
+        guard let scratch, m > 0 else { return }
+        let chunk = backend == .naive ? 1 : max(1, min(n, scratchFloats / k))
+        var j0 = 0
+        while j0 < n {
+            let j1 = min(n, j0 + chunk)
+            w.dequantizeRows(j0 ..< j1, into: scratch)
+            let b = Matrix(base: scratch, rows: j1 - j0, cols: k, stride: k)
+            let cj = Matrix(base: c.base + j0, rows: m, cols: j1 - j0, stride: c.stride)
+            switch backend {
+            case .blas: blas(m: m, n: j1 - j0, k: k, a: a, b: b, c: cj, transB: true, accumulate: accumulate)
+            default: naive(m: m, n: j1 - j0, k: k, a: a, b: b, c: cj, transB: true, accumulate: accumulate)
+            }
+            j0 = j1
+        }
+    }
+
     /// Up to this many rows, one sgemv per row: OpenBLAS 0.3.21's sgemm reaches ~28 GFLOP/s at 4
     /// rows here, below the ~60 GB/s its sgemv streams the weights at (see BENCHMARKS.md).
     static let gemvRowLimit = 4

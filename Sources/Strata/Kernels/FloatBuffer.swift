@@ -11,6 +11,12 @@ public final class FloatBuffer: @unchecked Sendable {
         if zeroed { base.initialize(repeating: 0, count: max(count, 1)) }
     }
 
+    /// A buffer holding a copy of `values`.
+    public convenience init(_ values: [Float]) {
+        self.init(count: values.count, zeroed: false)
+        values.withUnsafeBufferPointer { if let b = $0.baseAddress { base.update(from: b, count: values.count) } }
+    }
+
     deinit { base.deallocate() }
 
     public subscript(i: Int) -> Float {

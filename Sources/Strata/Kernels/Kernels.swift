@@ -1,3 +1,5 @@
+import CQuant
+
 /// The kernels behind small safe APIs on `FloatBuffer`s, for benchmarks and experiments. Shapes
 /// are checked (`precondition`) against the buffers before any pointer is touched.
 public enum Kernels {
@@ -11,9 +13,43 @@ public enum Kernels {
     /// (`PackedMatrix(weight, rows: n, cols: k)`), on `threads` threads (nil: all of the pool).
     public static func matmul(a: FloatBuffer, packed w: PackedMatrix, c: FloatBuffer, m: Int, threads: Int? = nil) {
         precondition(a.count >= m * w.cols && c.count >= m * w.rows, "matmul: buffers too small for [\(m)×\(w.cols)]·[\(w.rows)×\(w.cols)]ᵀ")
+        let n = min(threads ?? ThreadPool.shared.width, ThreadPool.shared.width)
+        let scratch = FloatBuffer(count: n * w.scratchFloats, zeroed: false)
         PackedGEMM.parallel(a: a.matrix(rows: m, cols: w.cols), w: w, c: c.matrix(rows: m, cols: w.rows), accumulate: false,
-                            threads: threads ?? ThreadPool.shared.width)
+                            threads: n, scratch: scratch.base, stride: w.scratchFloats)
     }
+
+    /// `c[m, n] = a[m, k] · Wᵀ` for a model weight of any type on `backend` (simd packs it first,
+    /// which a model does once at load).
+    public static func matmul(_ backend: Backend, a: FloatBuffer, weight w: WeightMatrix, c: FloatBuffer, m: Int, threads: Int? = nil) {
+        precondition(a.count >= m * w.cols && c.count >= m * w.rows, "matmul: buffers too small")
+        if backend == .simd {
+            matmul(a: a, packed: PackedMatrix(w), c: c, m: m, threads: threads)
+            return
+        }
+        let floats = GEMM.scratchFloats(backend, cols: w.cols)
+        let scratch = FloatBuffer(count: floats, zeroed: false)
+        GEMM.run(backend, a: a.matrix(rows: m, cols: w.cols), weight: w, c: c.matrix(rows: m, cols: w.rows), accumulate: false,
+                 scratch: scratch.base, scratchFloats: floats)
+    }
+
+    /// Unpacks panel `panel` of a packed matrix (float or quantized) into `width × cols` floats,
+    /// `[cols][width]`: what the micro-kernel reads.
+    public static func unpackPanel(_ w: PackedMatrix, panel: Int) -> [Float] {
+        precondition(panel >= 0 && panel < w.panels)
+        let nr = PackedMatrix.width
+        if let q = w.quant {
+            var out = [Float](repeating: 0, count: nr * w.cols)
+            out.withUnsafeMutableBufferPointer {
+                strata_qpanel_unpack(Int32(w.quantType!.rawValue), q + panel * w.panelBytes, Int32(w.cols), Int32(nr), $0.baseAddress!)
+            }
+            return out
+        }
+        return w.data.array(panel * nr * w.cols ..< (panel + 1) * nr * w.cols)
+    }
+
+    /// The micro-kernel's panel width on this build (32 with AVX-512, else 16).
+    public static var panelWidth: Int { PackedMatrix.width }
 
     /// The fused causal softmax over `rows × cols` scores (row r sees `cols - rows + r + 1` keys).
     public static func causalSoftmax(_ scores: FloatBuffer, rows: Int, cols: Int, scale: Float) {

@@ -86,13 +86,12 @@ enum Ops {
     }
 
     /// Copies embedding rows for each token id.
-    static func embed(tokens: UnsafePointer<Int32>, count: Int, table: FloatBuffer, dim: Int, into x: Matrix) {
-        precondition(x.rows >= count && x.cols == dim, "embed: shape mismatch")
-        let vocab = table.count / dim
+    static func embed(tokens: UnsafePointer<Int32>, count: Int, table: WeightMatrix, into x: Matrix) {
+        precondition(x.rows >= count && x.cols == table.cols, "embed: shape mismatch")
         for r in 0 ..< count {
             let id = Int(tokens[r])
-            precondition(id >= 0 && id < vocab, "embed: token id \(id) outside the vocabulary of \(vocab)")
-            (x.row(r)).update(from: table.base + id * dim, count: dim)
+            precondition(id >= 0 && id < table.rows, "embed: token id \(id) outside the vocabulary of \(table.rows)")
+            table.dequantizeRows(id ..< id + 1, into: x.row(r))
         }
     }
 

@@ -4,6 +4,8 @@
 // operand, broadcasts of the other); everything here is Strata's own Swift.
 
 import CPrefetch
+import CQuant
+import Foundation
 
 #if STRATA_AVX512
 /// One vector register: 16 floats with AVX-512.
@@ -17,6 +19,12 @@ typealias PVec = SIMD8<Float>
 /// kernel: output rows grouped into panels of `width` (two vector registers), each panel stored
 /// k-major, `panel[p][j] = W[panelStart + j][p]`, so that one step of the kernel's inner loop reads
 /// `width` consecutive floats. The last panel is padded with zeros.
+///
+/// A quantized matrix keeps its blocks instead: each panel's rows interleaved block by block
+/// (CSystem/CQuant), the same bytes as the file's blocks (a little more for some K-quants). The
+/// kernel unpacks one panel at a time into the float layout above, in a per-thread buffer that
+/// stays in cache, and runs the same micro-kernel on it: every value unpacks to exactly the float
+/// `Dequantize` gives, so the result is bit for bit the one of the float32 panels.
 public final class PackedMatrix: @unchecked Sendable {
     /// Outputs per panel: two vector registers.
     static let width = 2 * PVec.scalarCount
@@ -24,11 +32,52 @@ public final class PackedMatrix: @unchecked Sendable {
     public let rows: Int
     public let cols: Int
     let panels: Int
-    let data: FloatBuffer
+    /// Float panels, or nil for a quantized matrix.
+    let data: FloatBuffer!
+    /// The type of a quantized matrix's blocks, its panels and the bytes of one panel.
+    let quantType: GGMLType?
+    let quant: UnsafeMutableRawPointer?
+    let panelBytes: Int
+
+    /// Packs a model's weight matrix: float panels from float32 values, quantized panels from blocks.
+    public convenience init(_ w: WeightMatrix) {
+        if let m = w.floatMatrix { self.init(m) } else { self.init(quantized: w) }
+    }
+
+    private init(quantized w: WeightMatrix) {
+        rows = w.rows
+        cols = w.cols
+        let nr = Self.width
+        panels = (w.rows + nr - 1) / nr
+        data = nil
+        quantType = w.type
+        panelBytes = Self.panelBytes(type: w.type, cols: w.cols)
+        let total = max(panels * panelBytes, 1)
+        quant = UnsafeMutableRawPointer.allocate(byteCount: total, alignment: 64)
+        let t = Int32(w.type.rawValue)
+        for pn in 0 ..< panels {
+            strata_qpanel_pack(t, w.raw! + pn * nr * w.rowBytes, w.rowBytes, Int32(min(nr, rows - pn * nr)), Int32(cols),
+                               Int32(nr), quant! + pn * panelBytes)
+        }
+    }
+
+    deinit { quant?.deallocate() }
+
+    static func panelBytes(type: GGMLType, cols: Int) -> Int {
+        let t = Int32(type.rawValue)
+        return cols / Int(strata_qpanel_block_values(t)) * Int(strata_qpanel_block_bytes(t, Int32(width)))
+    }
+
+    /// Whether the panels hold quantized blocks (unpacked per panel into a scratch buffer).
+    public var isQuantized: Bool { quant != nil }
+
+    /// Floats of scratch one thread needs to unpack a panel of this matrix.
+    var scratchFloats: Int { isQuantized ? Self.width * cols : 0 }
 
     init(_ w: Matrix) {
         rows = w.rows
         cols = w.cols
+        quantType = nil; quant = nil; panelBytes = 0
         panels = (w.rows + Self.width - 1) / Self.width
         data = FloatBuffer(count: panels * Self.width * w.cols)
         let nr = Self.width, k = w.cols
@@ -45,6 +94,7 @@ public final class PackedMatrix: @unchecked Sendable {
     init(kMajor b: Matrix) {
         rows = b.cols
         cols = b.rows
+        quantType = nil; quant = nil; panelBytes = 0
         panels = (b.cols + Self.width - 1) / Self.width
         data = FloatBuffer(count: panels * Self.width * b.rows)
         let nr = Self.width, k = b.rows
@@ -62,10 +112,16 @@ public final class PackedMatrix: @unchecked Sendable {
         self.init(weight.matrix(rows: rows, cols: cols))
     }
 
-    public var bytes: Int { data.count * 4 }
+    public var bytes: Int { quant != nil ? panels * panelBytes : data.count * 4 }
 
-    /// Bytes a packed `[rows × cols]` matrix takes (rows padded to whole panels).
+    /// Bytes a packed `[rows × cols]` float matrix takes (rows padded to whole panels).
     static func bytes(rows: Int, cols: Int) -> Int { (rows + width - 1) / width * width * cols * 4 }
+
+    /// Bytes the packed copy of `w` takes.
+    static func bytes(for w: WeightMatrix) -> Int {
+        if w.isFloat { return bytes(rows: w.rows, cols: w.cols) }
+        return (w.rows + width - 1) / width * panelBytes(type: w.type, cols: w.cols)
+    }
 }
 
 /// One kernel pass's share of the next panel to prefetch: `stride` floats per input step, two
@@ -93,18 +149,39 @@ enum PackedGEMM {
     /// Each output is one chain of fused multiply-adds over `k` in order, whichever kernel and
     /// thread computes it, so a row's result does not depend on the other rows of the batch or on
     /// the thread count.
-    static func run(a: Matrix, w: PackedMatrix, c: Matrix, panels: Range<Int>, accumulate: Bool) {
+    /// A quantized `w` is unpacked a panel at a time into `scratch` (`w.scratchFloats` floats).
+    static func run(a: Matrix, w: PackedMatrix, c: Matrix, panels: Range<Int>, accumulate: Bool,
+                    scratch: UnsafeMutablePointer<Float>? = nil) {
         let m = a.rows, k = w.cols, nr = PackedMatrix.width, passes = passes(m)
         precondition(a.cols == k && c.rows == m && c.cols == w.rows && panels.upperBound <= w.panels)
+        precondition(!w.isQuantized || scratch != nil, "a quantized matrix needs a scratch panel")
         if m == 0 { return }
+        if let q = w.quant, m <= fusedQuantRows {
+            // Few rows: each panel unpacked in registers, straight into the rows' multiply-adds.
+            let t = Int32(w.quantType!.rawValue)
+            for pn in panels {
+                let n0 = pn * nr
+                strata_qpanel_rows(t, q + pn * w.panelBytes, Int32(k), Int32(nr), a.base, Int32(a.stride), Int32(m),
+                                   c.base + n0, Int32(c.stride), Int32(min(nr, w.rows - n0)), accumulate ? 1 : 0)
+            }
+            return
+        }
         for pn in panels {
-            let pw = UnsafePointer(w.data.base + pn * k * nr)
+            let pw: UnsafePointer<Float>
+            let next: UnsafePointer<Float>?
+            if let q = w.quant, let scratch {
+                strata_qpanel_unpack(Int32(w.quantType!.rawValue), q + pn * w.panelBytes, Int32(k), Int32(nr), scratch)
+                pw = UnsafePointer(scratch)
+                next = nil
+            } else {
+                pw = UnsafePointer(w.data.base + pn * k * nr)
+                // Each pass over a panel prefetches its share of the next panel, so that the next
+                // panel's passes find it in cache while memory streams steadily behind the compute
+                // (measured at 16 rows: 146 → 253 GFLOP/s on one core; at 32 rows 202 → 272). A
+                // single row (matrix-vector) is left to the hardware prefetcher.
+                next = pn + 1 < panels.upperBound && m > 1 ? pw + k * nr : nil
+            }
             let n0 = pn * nr, valid = min(nr, w.rows - n0)
-            // Each pass over a panel prefetches its share of the next panel, so that the next
-            // panel's passes find it in cache while memory streams steadily behind the compute
-            // (measured at 16 rows: 146 → 253 GFLOP/s on one core; at 32 rows 202 → 272). A single
-            // row (matrix-vector) is left to the hardware prefetcher.
-            let next = pn + 1 < panels.upperBound && m > 1 ? pw + k * nr : nil
             let stride = nr / passes
             @inline(__always) func ahead(_ pass: Int) -> PanelPrefetch { PanelPrefetch(next.map { $0 + pass * k * stride }, stride: stride) }
             var pass = 0
@@ -126,6 +203,12 @@ enum PackedGEMM {
         }
     }
 
+    /// Up to this many rows a quantized panel is unpacked in registers for each group of four rows
+    /// (`strata_qpanel_rows`); more rows share one unpacking into the scratch panel. Both give
+    /// every row the same floats and the same multiply-add chain, so the choice never changes a
+    /// result.
+    static let fusedQuantRows = 4
+
     /// Kernel calls per panel for `m` rows.
     @inline(__always)
     static func passes(_ m: Int) -> Int {
@@ -136,11 +219,15 @@ enum PackedGEMM {
         #endif
     }
 
-    /// `run` over all panels, split across `threads` threads of the shared pool by panels.
-    static func parallel(a: Matrix, w: PackedMatrix, c: Matrix, accumulate: Bool, threads: Int) {
+    /// `run` over all panels, split across `threads` threads of the shared pool by panels. A
+    /// quantized `w` needs `scratch` with `w.scratchFloats` floats for each thread, `stride` apart.
+    static func parallel(a: Matrix, w: PackedMatrix, c: Matrix, accumulate: Bool, threads: Int,
+                         scratch: UnsafeMutablePointer<Float>? = nil, stride: Int = 0) {
         let panels = w.panels
+        precondition(!w.isQuantized || (scratch != nil && stride >= w.scratchFloats), "a quantized matrix needs scratch panels")
         ThreadPool.shared.run(parts: min(threads, panels)) { t, n in
-            run(a: a, w: w, c: c, panels: panels * t / n ..< panels * (t + 1) / n, accumulate: accumulate)
+            run(a: a, w: w, c: c, panels: panels * t / n ..< panels * (t + 1) / n, accumulate: accumulate,
+                scratch: scratch.map { $0 + t * stride })
         }
     }
 

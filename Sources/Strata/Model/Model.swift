@@ -1,7 +1,8 @@
 import Foundation
 import Synchronization
 
-/// A loaded model: hyperparameters, float32 weights and the GGUF metadata (for the tokenizer).
+/// A loaded model: hyperparameters, weights (in the file's types, or float32) and the GGUF metadata
+/// (for the tokenizer).
 /// Immutable and shareable; each `InferenceContext` holds its own activations and KV cache.
 public final class Model: Sendable {
     public let config: ModelConfig
@@ -10,11 +11,11 @@ public final class Model: Sendable {
     public var path: String { gguf.path }
     private let packedCache = Mutex<PackedWeights?>(nil)
 
-    public init(path: String) throws {
+    public init(path: String, weights mode: WeightsMode = .native) throws {
         let file = try GGUFFile(path: path)
         gguf = file
         config = try ModelConfig(gguf: file)
-        weights = try ModelWeights(gguf: file, config: config)
+        weights = try ModelWeights(gguf: file, config: config, mode: mode)
     }
 
     /// The weights repacked for the `simd` backend, made on first use (once per model, however

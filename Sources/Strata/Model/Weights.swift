@@ -1,25 +1,26 @@
 import Dispatch
 
-/// One transformer block's weights, named after the GGUF tensors (`blk.N.attn_q.weight` → `attnQ`),
-/// dequantized to float32. Matrices are stored as ggml stores them: one row per output.
+/// One transformer block's weights, named after the GGUF tensors (`blk.N.attn_q.weight` → `attnQ`).
+/// Matrices are held as ggml stores them, one row per output, in the file's type (`--weights
+/// native`) or as float32 (`--weights f32`); norms and biases are always float32.
 /// A class, so that the executor's per-op access costs one reference, not twelve.
 public final class LayerWeights: Sendable {
     public let attnNorm: FloatBuffer     // [embd]
-    public let attnQ: FloatBuffer        // [qDim, embd]
-    public let attnK: FloatBuffer        // [kvDim, embd]
-    public let attnV: FloatBuffer        // [kvDim, embd]
+    public let attnQ: WeightMatrix        // [qDim, embd]
+    public let attnK: WeightMatrix        // [kvDim, embd]
+    public let attnV: WeightMatrix        // [kvDim, embd]
     public let attnQBias: FloatBuffer?   // [qDim]
     public let attnKBias: FloatBuffer?   // [kvDim]
     public let attnVBias: FloatBuffer?   // [kvDim]
-    public let attnOutput: FloatBuffer   // [embd, qDim]
+    public let attnOutput: WeightMatrix   // [embd, qDim]
     public let ffnNorm: FloatBuffer      // [embd]
-    public let ffnGate: FloatBuffer      // [ff, embd]
-    public let ffnUp: FloatBuffer        // [ff, embd]
-    public let ffnDown: FloatBuffer      // [embd, ff]
+    public let ffnGate: WeightMatrix      // [ff, embd]
+    public let ffnUp: WeightMatrix        // [ff, embd]
+    public let ffnDown: WeightMatrix      // [embd, ff]
 
-    init(attnNorm: FloatBuffer, attnQ: FloatBuffer, attnK: FloatBuffer, attnV: FloatBuffer, attnQBias: FloatBuffer?,
-         attnKBias: FloatBuffer?, attnVBias: FloatBuffer?, attnOutput: FloatBuffer, ffnNorm: FloatBuffer,
-         ffnGate: FloatBuffer, ffnUp: FloatBuffer, ffnDown: FloatBuffer) {
+    init(attnNorm: FloatBuffer, attnQ: WeightMatrix, attnK: WeightMatrix, attnV: WeightMatrix, attnQBias: FloatBuffer?,
+         attnKBias: FloatBuffer?, attnVBias: FloatBuffer?, attnOutput: WeightMatrix, ffnNorm: FloatBuffer,
+         ffnGate: WeightMatrix, ffnUp: WeightMatrix, ffnDown: WeightMatrix) {
         self.attnNorm = attnNorm; self.attnQ = attnQ; self.attnK = attnK; self.attnV = attnV
         self.attnQBias = attnQBias; self.attnKBias = attnKBias; self.attnVBias = attnVBias
         self.attnOutput = attnOutput; self.ffnNorm = ffnNorm; self.ffnGate = ffnGate; self.ffnUp = ffnUp; self.ffnDown = ffnDown
@@ -28,26 +29,45 @@ public final class LayerWeights: Sendable {
 
 /// All weights of a model.
 public struct ModelWeights: Sendable {
-    public let tokenEmbd: FloatBuffer    // [vocab, embd]
+    public let tokenEmbd: WeightMatrix   // [vocab, embd]
     public let outputNorm: FloatBuffer   // [embd]
     /// The LM head; the same buffer as `tokenEmbd` when the model ties them (no `output.weight`).
-    public let output: FloatBuffer       // [vocab, embd]
+    public let output: WeightMatrix      // [vocab, embd]
     public let layers: [LayerWeights]
     public var tiedEmbeddings: Bool { output === tokenEmbd }
 
-    /// Total float32 parameters held (tied weights counted once).
-    public var parameterCount: Int {
-        var n = tokenEmbd.count + outputNorm.count + (tiedEmbeddings ? 0 : output.count)
-        for l in layers {
-            n += l.attnNorm.count + l.attnQ.count + l.attnK.count + l.attnV.count + l.attnOutput.count
-            n += l.ffnNorm.count + l.ffnGate.count + l.ffnUp.count + l.ffnDown.count
-            n += (l.attnQBias?.count ?? 0) + (l.attnKBias?.count ?? 0) + (l.attnVBias?.count ?? 0)
-        }
-        return n
+    public let mode: WeightsMode
+
+    /// Every matrix, tied weights once.
+    public var matrices: [WeightMatrix] {
+        var all = [tokenEmbd]
+        if !tiedEmbeddings { all.append(output) }
+        for l in layers { all += [l.attnQ, l.attnK, l.attnV, l.attnOutput, l.ffnGate, l.ffnUp, l.ffnDown] }
+        return all
     }
 
-    /// Reads every tensor the config calls for, checks its shape, and dequantizes it (in parallel).
-    init(gguf: GGUFFile, config c: ModelConfig) throws {
+    /// Every float32 vector (norms, biases).
+    var vectors: [FloatBuffer] {
+        var all = [outputNorm]
+        for l in layers { all += [l.attnNorm, l.ffnNorm] + [l.attnQBias, l.attnKBias, l.attnVBias].compactMap { $0 } }
+        return all
+    }
+
+    /// Total parameters (tied weights counted once).
+    public var parameterCount: Int {
+        matrices.reduce(0) { $0 + $1.rows * $1.cols } + vectors.reduce(0) { $0 + $1.count }
+    }
+
+    /// Bytes the weights take as held: matrices in their types (or float32), vectors as float32.
+    public var bytes: Int {
+        matrices.reduce(0) { $0 + $1.bytes } + vectors.reduce(0) { $0 + $1.count * 4 }
+    }
+
+    /// Reads every tensor the config calls for and checks its shape and type. Vectors are
+    /// dequantized; matrices stay in the mapped file (`.native`) or are dequantized too (`.f32`),
+    /// in parallel.
+    init(gguf: GGUFFile, config c: ModelConfig, mode: WeightsMode = .native) throws {
+        self.mode = mode
         // The shape each tensor must have, in ggml order ([in, out]).
         var wanted: [(String, [Int])] = [
             ("token_embd.weight", [c.embeddingLength, c.vocabSize]),
@@ -79,32 +99,43 @@ public struct ModelWeights: Sendable {
             var dims = info.dims
             while dims.count > shape.count, dims.last == 1 { dims.removeLast() }
             guard dims == shape else { throw ModelError.wrongShape(tensor: name, expected: shape, found: info.dims) }
-            guard info.type.isSupported else { throw GGUFError.unsupportedTensorType(info.type, tensor: name) }
+            guard info.type.isSupported, WeightMatrix.nativeSupported(info.type) else {
+                throw GGUFError.unsupportedTensorType(info.type, tensor: name)
+            }
             found.append(info)
         }
         let infos = found
-        let buffers = infos.map { FloatBuffer(count: $0.elementCount, zeroed: false) }
+        // A tensor is dequantized at load if it is a vector, or a matrix in f32 mode.
+        let dequantized = wanted.map { mode == .f32 || $0.1.count == 1 }
+        let buffers = infos.indices.map { dequantized[$0] ? FloatBuffer(count: infos[$0].elementCount, zeroed: false) : nil }
         DispatchQueue.concurrentPerform(iterations: infos.count) { i in
+            guard let buffer = buffers[i] else { return }
             gguf.withTensorBytes(infos[i]) { raw in
-                buffers[i].withUnsafeMutableBufferPointer { dst in
+                buffer.withUnsafeMutableBufferPointer { dst in
                     Dequantize.run(infos[i].type, src: raw, count: infos[i].elementCount, into: dst)
                 }
             }
         }
-        var byName: [String: FloatBuffer] = [:]
-        for (i, (name, _)) in wanted.enumerated() { byName[name] = buffers[i] }
-        tokenEmbd = byName["token_embd.weight"]!
-        outputNorm = byName["output_norm.weight"]!
-        output = tied ? tokenEmbd : byName["output.weight"]!
+        var vectors: [String: FloatBuffer] = [:]
+        var matrices: [String: WeightMatrix] = [:]
+        for (i, (name, shape)) in wanted.enumerated() {
+            if shape.count == 1 { vectors[name] = buffers[i]! ; continue }
+            let rows = shape[1], cols = shape[0]
+            matrices[name] = buffers[i].map { WeightMatrix(name: name, floats: $0, rows: rows, cols: cols) }
+                ?? WeightMatrix(name: name, info: infos[i], rows: rows, cols: cols, file: gguf)
+        }
+        tokenEmbd = matrices["token_embd.weight"]!
+        outputNorm = vectors["output_norm.weight"]!
+        output = tied ? tokenEmbd : matrices["output.weight"]!
         layers = (0 ..< c.blockCount).map { i in
             let b = "blk.\(i)."
             return LayerWeights(
-                attnNorm: byName[b + "attn_norm.weight"]!, attnQ: byName[b + "attn_q.weight"]!,
-                attnK: byName[b + "attn_k.weight"]!, attnV: byName[b + "attn_v.weight"]!,
-                attnQBias: byName[b + "attn_q.bias"], attnKBias: byName[b + "attn_k.bias"],
-                attnVBias: byName[b + "attn_v.bias"], attnOutput: byName[b + "attn_output.weight"]!,
-                ffnNorm: byName[b + "ffn_norm.weight"]!, ffnGate: byName[b + "ffn_gate.weight"]!,
-                ffnUp: byName[b + "ffn_up.weight"]!, ffnDown: byName[b + "ffn_down.weight"]!)
+                attnNorm: vectors[b + "attn_norm.weight"]!, attnQ: matrices[b + "attn_q.weight"]!,
+                attnK: matrices[b + "attn_k.weight"]!, attnV: matrices[b + "attn_v.weight"]!,
+                attnQBias: vectors[b + "attn_q.bias"], attnKBias: vectors[b + "attn_k.bias"],
+                attnVBias: vectors[b + "attn_v.bias"], attnOutput: matrices[b + "attn_output.weight"]!,
+                ffnNorm: vectors[b + "ffn_norm.weight"]!, ffnGate: matrices[b + "ffn_gate.weight"]!,
+                ffnUp: matrices[b + "ffn_up.weight"]!, ffnDown: matrices[b + "ffn_down.weight"]!)
         }
     }
 }
@@ -114,22 +145,23 @@ public final class PackedLayer: Sendable {
     public let attnQ, attnK, attnV, attnOutput: PackedMatrix
     public let ffnGate, ffnUp, ffnDown: PackedMatrix
 
-    init(_ l: LayerWeights, _ c: ModelConfig) {
-        let e = c.embeddingLength
-        attnQ = PackedMatrix(l.attnQ, rows: c.qDim, cols: e)
-        attnK = PackedMatrix(l.attnK, rows: c.kvDim, cols: e)
-        attnV = PackedMatrix(l.attnV, rows: c.kvDim, cols: e)
-        attnOutput = PackedMatrix(l.attnOutput, rows: e, cols: c.qDim)
-        ffnGate = PackedMatrix(l.ffnGate, rows: c.feedForwardLength, cols: e)
-        ffnUp = PackedMatrix(l.ffnUp, rows: c.feedForwardLength, cols: e)
-        ffnDown = PackedMatrix(l.ffnDown, rows: e, cols: c.feedForwardLength)
+    init(_ l: LayerWeights) {
+        attnQ = PackedMatrix(l.attnQ)
+        attnK = PackedMatrix(l.attnK)
+        attnV = PackedMatrix(l.attnV)
+        attnOutput = PackedMatrix(l.attnOutput)
+        ffnGate = PackedMatrix(l.ffnGate)
+        ffnUp = PackedMatrix(l.ffnUp)
+        ffnDown = PackedMatrix(l.ffnDown)
     }
 
     var bytes: Int { [attnQ, attnK, attnV, attnOutput, ffnGate, ffnUp, ffnDown].reduce(0) { $0 + $1.bytes } }
 }
 
-/// Every matrix of a model repacked for the `simd` backend: a second copy of the projection
-/// weights and the LM head, made once per model when the first `simd` context is created.
+/// Every matrix of a model repacked for the `simd` backend, made once per model when the first
+/// `simd` context is created: float32 panels in f32 mode (a second copy of the weights), or
+/// panels of the file's blocks in native mode, after which the mapped pages are released (this
+/// copy is then the only one resident).
 public final class PackedWeights: Sendable {
     public let layers: [PackedLayer]
     public let output: PackedMatrix
@@ -142,22 +174,25 @@ public final class PackedWeights: Sendable {
         layers.withUnsafeMutableBufferPointer { slots in
             nonisolated(unsafe) let slots = slots
             DispatchQueue.concurrentPerform(iterations: n + 1) { i in
-                if i == n { output = PackedMatrix(w.output, rows: c.vocabSize, cols: c.embeddingLength) }
-                else { slots[i] = PackedLayer(w.layers[i], c) }
+                if i == n { output = PackedMatrix(w.output) }
+                else { slots[i] = PackedLayer(w.layers[i]) }
             }
         }
         self.layers = layers.map { $0! }
         self.output = output!
+        maxCols = w.matrices.reduce(0) { max($0, $1.cols) }
+        // The tied embedding still serves token lookups: those rows fault back in one at a time.
+        for m in w.matrices { m.releaseMappedPages() }
     }
+
+    /// The widest matrix's input count: a quantized panel unpacks into `width × maxCols` floats.
+    public let maxCols: Int
 
     /// Bytes held by the packed copies.
     public var bytes: Int { layers.reduce(output.bytes) { $0 + $1.bytes } }
 
-    /// Bytes the packed copies of a model would take (each matrix padded to whole panels).
-    static func bytes(for c: ModelConfig) -> Int {
-        func size(_ rows: Int, _ cols: Int) -> Int { PackedMatrix.bytes(rows: rows, cols: cols) }
-        let e = c.embeddingLength, f = c.feedForwardLength
-        let layer = size(c.qDim, e) + 2 * size(c.kvDim, e) + size(e, c.qDim) + 2 * size(f, e) + size(e, f)
-        return c.blockCount * layer + size(c.vocabSize, e)
+    /// Bytes the packed copies of a model's matrices would take (each padded to whole panels).
+    static func bytes(for w: ModelWeights) -> Int {
+        w.matrices.reduce(0) { $0 + PackedMatrix.bytes(for: $1) }
     }
 }

@@ -127,6 +127,26 @@ public func meanAndSD(_ x: [Double]) -> (mean: Double, sd: Double) {
 
 /// The machine, for report headers.
 public enum MachineInfo {
+    /// The process's peak resident set so far (VmHWM, Linux), in bytes.
+    public static var peakRSS: Int? { procStatus("VmHWM:") }
+    /// The process's resident set now (VmRSS, Linux), in bytes.
+    public static var currentRSS: Int? { procStatus("VmRSS:") }
+
+    /// Resets the peak resident set to the current one (`/proc/self/clear_refs`, Linux ≥ 4.0), so
+    /// that `peakRSS` measures from here on.
+    public static func resetPeakRSS() {
+        try? "5".write(toFile: "/proc/self/clear_refs", atomically: false, encoding: .utf8)
+    }
+
+    private static func procStatus(_ key: String) -> Int? {
+        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
+        for line in text.split(separator: "\n") where line.hasPrefix(key) {
+            let parts = line.split(separator: " ", omittingEmptySubsequences: true)
+            if parts.count >= 2, let kb = Int(parts[1]) { return kb * 1024 }
+        }
+        return nil
+    }
+
     public static var cpuModel: String {
         if let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) {
             for line in text.split(separator: "\n") where line.hasPrefix("model name") {

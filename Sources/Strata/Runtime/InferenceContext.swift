@@ -47,6 +47,10 @@ public final class InferenceContext {
     private let xOut: FloatBuffer             // [L, embd] final-normed rows that need logits
     private let logitsBuf: FloatBuffer        // [L, vocab]
     private let positions: UnsafeMutablePointer<Int32>  // [T]
+    /// Where quantized weights are unpacked: simd, one panel per thread (`weightScratchStride`
+    /// floats apart); naive, one row; blas, a chunk of rows per sgemm. Empty for float32 weights.
+    private let weightScratch: FloatBuffer
+    private let weightScratchStride: Int
     private var logitsRowsReady = 0
 
     public init(model: Model, options: ContextOptions = ContextOptions()) throws {
@@ -80,8 +84,12 @@ public final class InferenceContext {
             + L * (c.embeddingLength + c.vocabSize) + ctx * c.ropeDim
         threads = min(options.threads ?? ThreadPool.shared.width, ThreadPool.shared.width)
         kvCacheBytes = 2 * kvElements * 4
-        scratchBytes = (scratchElements + 3 * threads * cachePositions) * 4
-        let packBytes = backend == .simd && !model.hasPackedWeights ? PackedWeights.bytes(for: c) : 0
+        let quantized = model.weights.matrices.contains { !$0.isFloat }
+        let maxCols = model.weights.matrices.reduce(0) { max($0, $1.cols) }
+        weightScratchStride = !quantized ? 0 : backend == .simd ? PackedMatrix.width * maxCols : GEMM.scratchFloats(backend, cols: maxCols)
+        let weightScratchElements = backend == .simd ? threads * weightScratchStride : weightScratchStride
+        scratchBytes = (scratchElements + 3 * threads * cachePositions + weightScratchElements) * 4
+        let packBytes = backend == .simd && !model.hasPackedWeights ? PackedWeights.bytes(for: model.weights) : 0
         let available = availableMemory()
         guard kvCacheBytes + scratchBytes + packBytes <= available else {
             var detail = "KV cache \(formatBytes(kvCacheBytes)) for \(slots) slot(s) × \(ctx) positions, activations \(formatBytes(scratchBytes))"
@@ -109,6 +117,7 @@ public final class InferenceContext {
         rowScratch = FloatBuffer(count: 3 * threads * cachePositions)
         xOut = FloatBuffer(count: L * c.embeddingLength)
         logitsBuf = FloatBuffer(count: L * c.vocabSize)
+        weightScratch = FloatBuffer(count: weightScratchElements, zeroed: false)
         positions = .allocate(capacity: T)
         positions.initialize(repeating: 0, count: T)
         lengths = Array(repeating: 0, count: slots)
@@ -231,7 +240,7 @@ public final class InferenceContext {
         let E = c.embeddingLength, F = c.feedForwardLength
         switch op.kind {
         case .tokenEmbd:
-            Ops.embed(tokens: tokens.baseAddress!, count: T, table: w.tokenEmbd, dim: E, into: x.matrix(rows: T, cols: E))
+            Ops.embed(tokens: tokens.baseAddress!, count: T, table: w.tokenEmbd, into: x.matrix(rows: T, cols: E))
         case .attnNorm:
             let weight = w.layers[op.layer!].attnNorm
             byRows(T) { r in Ops.rmsNorm(x: x.matrix(rows: T, cols: E).rows(r), weight: weight, eps: c.rmsEpsilon, y: xb.matrix(rows: T, cols: E).rows(r)) }
@@ -329,7 +338,7 @@ public final class InferenceContext {
 
     /// `out[T, n] = input[T, k] · Wᵀ (+ bias)`.
     @inline(__always)
-    private func project(_ input: FloatBuffer, _ kDim: Int, _ weight: FloatBuffer, _ packedWeight: PackedMatrix?,
+    private func project(_ input: FloatBuffer, _ kDim: Int, _ weight: WeightMatrix, _ packedWeight: PackedMatrix?,
                          _ out: FloatBuffer, _ n: Int, _ T: Int, bias: FloatBuffer?) {
         let y = out.matrix(rows: T, cols: n)
         linear(input.matrix(rows: T, cols: kDim), weight, packedWeight, y)
@@ -339,11 +348,13 @@ public final class InferenceContext {
     /// `out = a · Wᵀ (+ out)` with `W: [out.cols × a.cols]`: the packed kernel when the context
     /// has packed weights (`simd`), else the backend's GEMM on the weights as stored.
     @inline(__always)
-    private func linear(_ a: Matrix, _ weight: FloatBuffer, _ packedWeight: PackedMatrix?, _ out: Matrix, accumulate: Bool = false) {
+    private func linear(_ a: Matrix, _ weight: WeightMatrix, _ packedWeight: PackedMatrix?, _ out: Matrix, accumulate: Bool = false) {
         if let packedWeight {
-            PackedGEMM.parallel(a: a, w: packedWeight, c: out, accumulate: accumulate, threads: threads)
+            PackedGEMM.parallel(a: a, w: packedWeight, c: out, accumulate: accumulate, threads: threads,
+                                scratch: weightScratch.base, stride: weightScratchStride)
         } else {
-            GEMM.run(backend, a: a, b: weight.matrix(rows: out.cols, cols: a.cols), c: out, transB: true, accumulate: accumulate)
+            GEMM.run(backend, a: a, weight: weight, c: out, accumulate: accumulate,
+                     scratch: weightScratch.base, scratchFloats: weightScratchStride)
         }
     }
 

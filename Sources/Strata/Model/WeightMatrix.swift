@@ -1,0 +1,102 @@
+import CQuant
+import Foundation
+
+/// How a model's weight matrices are held.
+public enum WeightsMode: String, CaseIterable, Sendable, CustomStringConvertible {
+    /// In the file's own types (Q4_1, Q4_K, F16, …): the mapped file, or one copy repacked into
+    /// panels for the `simd` kernels. The default.
+    case native
+    /// Dequantized to float32 at load: the float32 reference, and today's path for comparison.
+    case f32
+
+    public var description: String { rawValue }
+}
+
+/// A weight matrix `[rows × cols]`, one row per output as ggml stores it, either as float32
+/// (`--weights f32`, or an F32 tensor) or as the file's blocks, row-major in the mapped file.
+public final class WeightMatrix: @unchecked Sendable {
+    /// The GGUF tensor's name.
+    public let name: String
+    /// The type the values are held in: the file's type, or `.f32` once dequantized.
+    public let type: GGMLType
+    public let rows: Int
+    public let cols: Int
+    /// Float32 values (f32 mode).
+    let floats: FloatBuffer?
+    /// The blocks in the mapped file (native mode); `rowBytes` apart.
+    let raw: UnsafeRawPointer?
+    let rowBytes: Int
+    /// Keeps the mapping alive as long as `raw` is used.
+    private let file: GGUFFile?
+    /// Blocks this matrix owns (made from bytes in memory rather than a file).
+    private let owned: UnsafeMutableRawPointer?
+
+    init(name: String, floats: FloatBuffer, rows: Int, cols: Int) {
+        precondition(floats.count >= rows * cols)
+        self.name = name; type = .f32; self.rows = rows; self.cols = cols
+        self.floats = floats; raw = nil; rowBytes = cols * 4; file = nil; owned = nil
+    }
+
+    /// A matrix of `type` blocks from bytes in memory (copied), `rows` rows of `cols` values.
+    public init(name: String, type: GGMLType, rows: Int, cols: Int, blocks: [UInt8]) {
+        let (qk, bytes) = type.blockLayout
+        precondition(Self.nativeSupported(type), "\(type) has no native layout")
+        precondition(cols % qk == 0 && blocks.count >= rows * (cols / qk) * bytes, "blocks too short for [\(rows)×\(cols)] \(type)")
+        self.name = name; self.type = type; self.rows = rows; self.cols = cols
+        floats = nil; file = nil
+        let total = rows * (cols / qk * bytes)
+        rowBytes = cols / qk * bytes
+        let p = UnsafeMutableRawPointer.allocate(byteCount: max(total, 1), alignment: 64)
+        blocks.withUnsafeBytes { if total > 0 { p.copyMemory(from: $0.baseAddress!, byteCount: total) } }
+        owned = p
+        raw = UnsafeRawPointer(p)
+    }
+
+    deinit { owned?.deallocate() }
+
+    init(name: String, info: GGUFTensorInfo, rows: Int, cols: Int, file: GGUFFile) {
+        self.name = name; type = info.type; self.rows = rows; self.cols = cols
+        floats = nil
+        let (qk, bytes) = info.type.blockLayout
+        rowBytes = cols / qk * bytes
+        raw = file.tensorBase(info)
+        self.file = file
+        owned = nil
+    }
+
+    /// Bytes the values take as held (the file's blocks, or float32).
+    public var bytes: Int { floats != nil ? rows * cols * 4 : rows * rowBytes }
+
+    /// Whether the values are float32 in memory (f32 mode).
+    public var isFloat: Bool { floats != nil }
+
+    /// Dequantizes rows `r` into `out` (`r.count × cols` floats, row-major).
+    func dequantizeRows(_ r: Range<Int>, into out: UnsafeMutablePointer<Float>) {
+        precondition(r.lowerBound >= 0 && r.upperBound <= rows)
+        if let floats {
+            out.update(from: floats.base + r.lowerBound * cols, count: r.count * cols)
+            return
+        }
+        let src = UnsafeRawBufferPointer(start: raw! + r.lowerBound * rowBytes, count: r.count * rowBytes)
+        Dequantize.run(type, src: src, count: r.count * cols, into: UnsafeMutableBufferPointer(start: out, count: r.count * cols))
+    }
+
+    /// The matrix as a float view (f32 mode only).
+    var floatMatrix: Matrix? { floats?.matrix(rows: rows, cols: cols) }
+
+    /// Tells the kernel the mapped pages of this matrix are not needed now (after they were
+    /// repacked): they leave the resident set and come back from the page cache if read again.
+    func releaseMappedPages() {
+        guard let raw, file != nil else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (Int(bitPattern: raw) + page - 1) / page * page
+        let end = (Int(bitPattern: raw) + rows * rowBytes) / page * page
+        if end > start { madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, MADV_DONTNEED) }
+    }
+
+    /// Whether a type can be held natively: it has a panel layout for the `simd` kernels (every
+    /// type `Dequantize` handles).
+    static func nativeSupported(_ type: GGMLType) -> Bool {
+        type.isSupported && strata_qpanel_block_values(Int32(type.rawValue)) > 0
+    }
+}
