@@ -21,6 +21,8 @@ struct BenchCommand: ParsableCommand {
     var backend: String = "simd,blas,naive"
     @Option(help: "Weights, comma-separated: native (the file's types), f32 (dequantized at load).")
     var weights: String = "native"
+    @Option(help: "Activations for simd with native weights, comma-separated: f32 (exact), q8 (8-bit blocks, integer kernels).")
+    var activations: String = "f32"
     @Option(help: "Kernel thread counts, comma-separated (Strata's pool for simd, OpenBLAS's for blas).")
     var threads: String = "1,2"
     @Option(help: "Batch sizes for the batch test, comma-separated (0 or empty: no batch test).")
@@ -58,9 +60,17 @@ struct BenchCommand: ParsableCommand {
         }
     } }
 
+    var activationModes: [ActivationMode] { get throws {
+        try activations.split(separator: ",").map {
+            guard let a = ActivationMode(rawValue: String($0)) else { throw ValidationError("--activations: '\($0)' is not f32 or q8") }
+            return a
+        }
+    } }
+
     func validate() throws {
         _ = try backends
         _ = try weightModes
+        _ = try activationModes
         if try list(threads, "--threads").contains(where: { $0 < 1 }) { throw ValidationError("--threads values must be ≥ 1") }
         _ = try list(batch, "--batch"); _ = try list(p, "-p"); _ = try list(n, "-n")
         if r < 1 { throw ValidationError("-r must be ≥ 1, got \(r)") }
@@ -72,6 +82,7 @@ struct BenchCommand: ParsableCommand {
         let test: String
         let backend: String
         let weights: String
+        let activations: String
         let threads: Int
         let n_prompt: Int
         let n_gen: Int
@@ -117,12 +128,14 @@ struct BenchCommand: ParsableCommand {
           let m = try Model(path: path, weights: mode)
           lastModel = m
           for backend in try backends {
+           // Activations matter only for simd on native weights.
+           for act in backend == .simd && mode == .native ? try activationModes : [.f32] {
             let threadList = backend == .naive ? [1] : try list(threads, "--threads")
             for t in threadList {
                 for test in tests {
                     MachineInfo.resetPeakRSS()
-                    let ctx = try InferenceContext(model: m, options: Workloads.contextOptions(for: test, backend: backend, threads: t))
-                    printErr("bench: \(test) \(backend) threads=\(t) …")
+                    let ctx = try InferenceContext(model: m, options: Workloads.contextOptions(for: test, backend: backend, threads: t, activations: act))
+                    printErr("bench: \(test) \(backend) weights=\(mode) activations=\(act) threads=\(t) …")
                     _ = try Workloads.run(test, context: ctx, seed: 999)   // warm-up
                     var samples: [WorkloadResult] = []
                     for i in 0 ..< r { samples.append(try Workloads.run(test, context: ctx, seed: UInt64(i + 1))) }
@@ -132,7 +145,7 @@ struct BenchCommand: ParsableCommand {
                     case let .generate(x): ("tg\(x)", 0, x, 1)
                     case let .batch(b, pp, g): ("batch\(b)", pp, g, b)
                     }
-                    var rec = Record(test: name, backend: backend.rawValue, weights: mode.rawValue, threads: t, n_prompt: nPrompt, n_gen: nGen,
+                    var rec = Record(test: name, backend: backend.rawValue, weights: mode.rawValue, activations: act.rawValue, threads: t, n_prompt: nPrompt, n_gen: nGen,
                                      batch: batchSize, repetitions: r, tokens_per_second: mean, sd: sd, samples: samples.map(\.tokensPerSecond))
                     rec.peak_rss_bytes = MachineInfo.peakRSS
                     if case .batch = test {
@@ -142,13 +155,14 @@ struct BenchCommand: ParsableCommand {
                     records.append(rec)
                 }
             }
+           }
           }
         }
         let m = lastModel!
         // Speed-up over naive for each record with a naive counterpart (blas_naive_speedup: the
         // same for BLAS records, the field's name from before the simd backend).
         for i in records.indices where records[i].backend != "naive" {
-            if let naive = records.first(where: { $0.backend == "naive" && $0.weights == records[i].weights && $0.test == records[i].test && $0.n_gen == records[i].n_gen && $0.n_prompt == records[i].n_prompt }) {
+            if let naive = records.first(where: { $0.backend == "naive" && $0.weights == records[i].weights && $0.activations == "f32" && $0.test == records[i].test && $0.n_gen == records[i].n_gen && $0.n_prompt == records[i].n_prompt }) {
                 records[i].speedup_vs_naive = records[i].tokens_per_second / naive.tokens_per_second
                 if records[i].backend == "blas" { records[i].blas_naive_speedup = records[i].speedup_vs_naive }
             }
@@ -162,9 +176,9 @@ struct BenchCommand: ParsableCommand {
         switch format {
         case "json": print(jsonString(report))
         case "csv":
-            print("test,backend,weights,threads,n_prompt,n_gen,batch,reps,tokens_per_second,sd,prefill_tokens_per_second,end_to_end_tokens_per_second,speedup_vs_naive,peak_rss_bytes")
+            print("test,backend,weights,activations,threads,n_prompt,n_gen,batch,reps,tokens_per_second,sd,prefill_tokens_per_second,end_to_end_tokens_per_second,speedup_vs_naive,peak_rss_bytes")
             for x in records {
-                print([x.test, x.backend, x.weights, "\(x.threads)", "\(x.n_prompt)", "\(x.n_gen)", "\(x.batch)", "\(x.repetitions)",
+                print([x.test, x.backend, x.weights, x.activations, "\(x.threads)", "\(x.n_prompt)", "\(x.n_gen)", "\(x.batch)", "\(x.repetitions)",
                        String(format: "%.2f", x.tokens_per_second), String(format: "%.2f", x.sd),
                        x.prefill_tokens_per_second.map { String(format: "%.2f", $0) } ?? "",
                        x.end_to_end_tokens_per_second.map { String(format: "%.2f", $0) } ?? "",
@@ -174,12 +188,12 @@ struct BenchCommand: ParsableCommand {
             print("machine: \(report.machine), \(report.cores) cores, \(report.memory); OPENBLAS_CORETYPE=\(report.openblas_coretype); build: \(report.build)")
             print("model: \(report.model) (\(report.model_type))")
             print("date: \(report.date)\n")
-            print("| test | backend | weights | threads | tokens/s | × naive | peak RSS |")
-            print("|---|---|---|---:|---:|---:|---:|")
+            print("| test | backend | weights | activations | threads | tokens/s | × naive | peak RSS |")
+            print("|---|---|---|---|---:|---:|---:|---:|")
             for x in records {
                 var name = x.test
                 if x.batch > 1 || x.test.hasPrefix("batch") { name += " (pp\(x.n_prompt)+tg\(x.n_gen), decode)" }
-                print("| \(name) | \(x.backend) | \(x.weights) | \(x.threads) | \(String(format: "%.2f ± %.2f", x.tokens_per_second, x.sd)) | \(x.speedup_vs_naive.map { String(format: "%.2f×", $0) } ?? "") | \(x.peak_rss_bytes.map { formatBytes($0) } ?? "") |")
+                print("| \(name) | \(x.backend) | \(x.weights) | \(x.activations) | \(x.threads) | \(String(format: "%.2f ± %.2f", x.tokens_per_second, x.sd)) | \(x.speedup_vs_naive.map { String(format: "%.2f×", $0) } ?? "") | \(x.peak_rss_bytes.map { formatBytes($0) } ?? "") |")
             }
         }
     }

@@ -4,6 +4,7 @@ import Strata
 
 extension Backend: ExpressibleByArgument {}
 extension WeightsMode: ExpressibleByArgument {}
+extension ActivationMode: ExpressibleByArgument {}
 
 /// Which model, which kernels, how large a context.
 struct ModelOptions: ParsableArguments {
@@ -18,6 +19,9 @@ struct ModelOptions: ParsableArguments {
 
     @Option(help: "Weights: native (kept in the file's types: Q4_1, Q4_K, F16, …) or f32 (dequantized at load).")
     var weights: WeightsMode = .native
+
+    @Option(help: "simd with native Q4_0/Q4_1/Q8_0 weights: f32 activations (exact: the f32 results bit for bit) or q8 (8-bit activation blocks and integer dot products, as llama.cpp: faster, logits move by the rounding).")
+    var activations: ActivationMode = .f32
 
     @Option(help: "Context length in tokens (default: the model's).")
     var ctx: Int?
@@ -36,7 +40,7 @@ struct ModelOptions: ParsableArguments {
 
     func contextOptions(slots: Int = 1, maxLogitsRows: Int? = nil) -> ContextOptions {
         ContextOptions(backend: backend, threads: threads, contextLength: ctx, slots: slots,
-                       maxBatchTokens: batchTokens, maxLogitsRows: maxLogitsRows)
+                       maxBatchTokens: batchTokens, maxLogitsRows: maxLogitsRows, activations: activations)
     }
 
     func loadModel() throws -> Model {

@@ -85,7 +85,8 @@ struct ProfileCommand: ParsableCommand {
         for b in backends {
             let B = batch
             let ctx = try InferenceContext(model: model, options: ContextOptions(backend: b, threads: modelOptions.threads, contextLength: ctxLen,
-                                                                                 slots: B, maxBatchTokens: max(ids.count * B, 1), maxLogitsRows: B))
+                                                                                 slots: B, maxBatchTokens: max(ids.count * B, 1), maxLogitsRows: B,
+                                                                                 activations: modelOptions.activations))
             let samplers = (0 ..< B).map { _ in Sampler(parameters: .greedy, vocabularySize: c.vocabSize) }
             // Sequence s > 0 gets the prompt rotated by s tokens, so the sequences differ.
             let prompts = (0 ..< B).map { s in Array(ids[(s % ids.count)...] + ids[..<(s % ids.count)]) }
@@ -195,6 +196,8 @@ struct ModelOptionsNoBackend: ParsableArguments {
 
     @Option(help: "Weights: native (the file's types) or f32 (dequantized at load).")
     var weights: WeightsMode = .native
+    @Option(help: "simd with native weights: f32 (exact) or q8 activations (8-bit blocks, integer kernels).")
+    var activations: ActivationMode = .f32
 
     func validate() throws { if let t = threads, t < 1 { throw ValidationError("--threads must be ≥ 1") } }
 

@@ -102,10 +102,11 @@ import Testing
 
     // MARK: - Matrix multiplies
 
-    /// A quantized weight against the same values as float32, on every backend: the simd and
-    /// naive results are bit for bit the float32 ones (same values, same operation order); blas is
-    /// within rounding. Row counts and widths that are not multiples of the blocks or panels,
-    /// threads 1 and 2.
+    /// A quantized weight against the same values as float32, on every backend. Float activations
+    /// (naive; simd by default) give the float32 result bit for bit (same values, same operation
+    /// order); blas is within rounding; simd with `.q8` activations on the integer kernels (Q4_0,
+    /// Q4_1, Q8_0) stays within the error bound of the 8-bit activation rounding. Row counts and
+    /// widths that are not multiples of the blocks or panels, threads 1 and 2.
     @Test(arguments: [GGMLType.q4_1, .q8_0, .q4_0, .q5_0, .q4_K, .q5_K, .q6_K, .f16, .q2_K, .q3_K])
     func quantizedMatmulEqualsFloat(type: GGMLType) {
         let qk = type.blockLayout.elements
@@ -114,39 +115,97 @@ import Testing
         let values = Self.dequantize(type, bytes, count: rows * cols)
         let q = WeightMatrix(name: "w", type: type, rows: rows, cols: cols, blocks: bytes)
         let f = WeightMatrix(name: "w", floats: FloatBuffer(values), rows: rows, cols: cols)
+        let integer = PackedMatrix(q, activations: .q8).isInteger
+        #expect(integer == [.q4_0, .q4_1, .q8_0].contains(type) && !PackedMatrix(q).isInteger)
         for m in [1, 3, 4, 5, 9, 17] {
             var rng = RNG(s: UInt64(m) * 7)
-            let a = FloatBuffer((0 ..< m * cols).map { _ in rng.float() })
+            let av = (0 ..< m * cols).map { _ in rng.float() * (rng.next() % 4 == 0 ? 8 : 1) }
+            let a = FloatBuffer(av)
             for backend in Backend.allCases {
+              for act in backend == .simd ? ActivationMode.allCases : [.f32] {
                 for threads in backend == .simd ? [1, 2] : [1] {
                     let cq = FloatBuffer(count: m * rows), cf = FloatBuffer(count: m * rows)
-                    Kernels.matmul(backend, a: a, weight: q, c: cq, m: m, threads: threads)
+                    Kernels.matmul(backend, a: a, weight: q, c: cq, m: m, threads: threads, activations: act)
                     Kernels.matmul(backend, a: a, weight: f, c: cf, m: m, threads: threads)
                     if backend == .blas {
                         let err = zip(cq.array(), cf.array()).map { abs($0 - $1) }.max()!
                         #expect(err < 1e-4, "\(type) blas m=\(m): max difference \(err)")
+                    } else if backend == .simd && integer && act == .q8 {
+                        // Each activation is off by at most half a step (max |x| of its block / 254);
+                        // the scales are rounded to half precision (relative 2^-11).
+                        var bad = 0
+                        for r in 0 ..< m {
+                            for j in 0 ..< rows {
+                                var bound = 0.0, magnitude = 0.0
+                                for b in 0 ..< cols / 32 {
+                                    let amax = (0 ..< 32).map { abs(Double(av[r * cols + 32 * b + $0])) }.max()!
+                                    for p in 32 * b ..< 32 * b + 32 {
+                                        bound += abs(Double(values[j * cols + p])) * amax / 254
+                                        magnitude += abs(Double(values[j * cols + p]) * Double(av[r * cols + p]))
+                                    }
+                                }
+                                if abs(Double(cq[r * rows + j]) - Double(cf[r * rows + j])) > 1.01 * bound + 2e-3 * magnitude + 1e-6 { bad += 1 }
+                            }
+                        }
+                        #expect(bad == 0, "\(type) simd m=\(m) threads=\(threads): \(bad) outputs outside the quantization bound")
                     } else {
-                        #expect(cq.array().map(\.bitPattern) == cf.array().map(\.bitPattern), "\(type) \(backend) m=\(m) threads=\(threads)")
+                        #expect(cq.array().map(\.bitPattern) == cf.array().map(\.bitPattern), "\(type) \(backend) \(act) m=\(m) threads=\(threads)")
                     }
                 }
+              }
             }
         }
     }
 
-    /// A row's result does not depend on how many rows share the step: quantized panels take the
-    /// fused kernel for up to four rows and the unpacked panel for more, with the same bits.
-    @Test func rowsAreIndependentOfTheBatch() {
+    /// The integer kernel of this build (AVX-512 VNNI, AVX2 or portable C) gives the plain-C
+    /// reference's results bit for bit: the same exact integer sums, the same float steps.
+    @Test(arguments: [GGMLType.q4_0, .q4_1, .q8_0])
+    func integerKernelEqualsItsReference(type: GGMLType) {
+        let t = Int32(type.rawValue)
+        for (rows, cols) in [(45, 96), (16, 32), (70, 256)] {
+            let bytes = Self.randomBlocks(type, rows: rows, cols: cols, seed: 3 + UInt64(rows))
+            let rowBytes = cols / 32 * type.blockLayout.bytes
+            let panels = (rows + 15) / 16, pb = strata_ipanel_bytes(t, Int32(cols))
+            var packed = [UInt8](repeating: 0, count: panels * pb)
+            packed.withUnsafeMutableBytes { dst in bytes.withUnsafeBytes { src in
+                for pn in 0 ..< panels {
+                    strata_ipanel_pack(t, src.baseAddress! + pn * 16 * rowBytes, rowBytes, Int32(min(16, rows - pn * 16)), Int32(cols),
+                                       dst.baseAddress! + pn * pb)
+                }
+            } }
+            for m in [1, 2, 3, 4, 5, 8, 13] {
+                var rng = RNG(s: UInt64(m + rows))
+                let a = (0 ..< m * cols).map { _ in rng.float() * (rng.next() % 3 == 0 ? 50 : 1) }
+                var q8 = [strata_q8_block](repeating: strata_q8_block(), count: m * cols / 32)
+                for r in 0 ..< m { a.withUnsafeBufferPointer { strata_quantize_q8($0.baseAddress! + r * cols, Int32(cols), &q8[r * cols / 32]) } }
+                var c1 = [Float](repeating: 1, count: m * rows), c2 = c1
+                packed.withUnsafeBytes { p in
+                    strata_igemm(t, p.baseAddress!, Int32(cols), Int32(rows), 0, Int32(panels), q8, Int32(cols / 32), Int32(m), &c1, Int32(rows), 1)
+                    strata_igemm_ref(t, p.baseAddress!, Int32(cols), Int32(rows), 0, Int32(panels), q8, Int32(cols / 32), Int32(m), &c2, Int32(rows), 1)
+                }
+                #expect(c1.map(\.bitPattern) == c2.map(\.bitPattern), "\(type) [\(rows)×\(cols)] m=\(m)")
+            }
+        }
+    }
+
+    /// A row's result does not depend on how many rows share the step, on the unpacked-panel
+    /// kernels (fused for up to four rows, a shared panel for more) and on the integer kernels.
+    @Test(arguments: [(GGMLType.q4_K, ActivationMode.f32), (.q4_1, .f32), (.q4_1, .q8), (.q8_0, .q8), (.q4_0, .q8)])
+    func rowsAreIndependentOfTheBatch(type: GGMLType, activations: ActivationMode) {
         let cols = 256, rows = 64
-        let q = WeightMatrix(name: "w", type: .q4_K, rows: rows, cols: cols, blocks: Self.randomBlocks(.q4_K, rows: rows, cols: cols, seed: 5))
-        let packed = PackedMatrix(q)
+        let q = WeightMatrix(name: "w", type: type, rows: rows, cols: cols, blocks: Self.randomBlocks(type, rows: rows, cols: cols, seed: 5))
+        let packed = PackedMatrix(q, activations: activations)
+        #expect(packed.isInteger == (activations == .q8))
         var rng = RNG(s: 11)
         let a = (0 ..< 20 * cols).map { _ in rng.float() }
-        let all = FloatBuffer(count: 20 * rows)
-        Kernels.matmul(a: FloatBuffer(a), packed: packed, c: all, m: 20)
-        for r in [0, 7, 19] {
-            let one = FloatBuffer(count: rows)
-            Kernels.matmul(a: FloatBuffer(Array(a[r * cols ..< (r + 1) * cols])), packed: packed, c: one, m: 1)
-            #expect(one.array().map(\.bitPattern) == all.array(r * rows ..< (r + 1) * rows).map(\.bitPattern), "row \(r)")
+        for threads in [1, 2] {
+            let all = FloatBuffer(count: 20 * rows)
+            Kernels.matmul(a: FloatBuffer(a), packed: packed, c: all, m: 20, threads: threads)
+            for r in [0, 7, 19] {
+                let one = FloatBuffer(count: rows)
+                Kernels.matmul(a: FloatBuffer(Array(a[r * cols ..< (r + 1) * cols])), packed: packed, c: one, m: 1, threads: 3 - threads)
+                #expect(one.array().map(\.bitPattern) == all.array(r * rows ..< (r + 1) * rows).map(\.bitPattern), "\(type) row \(r)")
+            }
         }
     }
 
@@ -183,14 +242,15 @@ import Testing
             let want = (e["values"] as! [Double]).map(Float.init)
             let got = Self.dequantize(type, bytes, count: rows * cols)
             #expect(got == want, "\(name): Dequantize differs from the gguf package")
-            // Through a quantized matrix: x · Wᵀ with x = e_p picks column p of every row.
+            // Through a quantized matrix: x · Wᵀ with x = e_p picks column p of every row (exact on
+            // the integer kernels too: a one-hot block quantizes without error).
             let w = WeightMatrix(name: name, type: type, rows: rows, cols: cols, blocks: bytes)
             let eye = FloatBuffer(count: cols * cols)
             for p in 0 ..< cols { eye[p * cols + p] = 1 }
             let out = FloatBuffer(count: cols * rows)
             Kernels.matmul(.simd, a: eye, weight: w, c: out, m: cols)
             var bad = 0
-            for p in 0 ..< cols { for r in 0 ..< rows where out[p * rows + r] != want[r * cols + p] { bad += 1 } }
+            for p in 0 ..< cols { for r in 0 ..< rows where abs(out[p * rows + r] - want[r * cols + p]) > 1e-3 * abs(want[r * cols + p]) + 1e-5 { bad += 1 } }
             #expect(bad == 0, "\(name): \(bad) values differ through the simd kernel")
         }
     }

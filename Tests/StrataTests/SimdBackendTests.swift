@@ -150,10 +150,10 @@ import Testing
 
     @Test func modelPacksItsWeightsOnce() throws {
         let model = try TinyModel().load()
-        #expect(!model.hasPackedWeights)
+        #expect(!model.hasPackedWeights())
         let a = try InferenceContext(model: model, options: ContextOptions(backend: .simd, contextLength: 16))
         let b = try InferenceContext(model: model, options: ContextOptions(backend: .simd, contextLength: 16))
-        #expect(model.hasPackedWeights && model.packedWeights() === model.packedWeights())
+        #expect(model.hasPackedWeights() && model.packedWeights() === model.packedWeights())
         #expect(a.packedWeightBytes == b.packedWeightBytes && a.packedWeightBytes >= model.weights.parameterCount * 4 / 2)
         let blas = try InferenceContext(model: model, options: ContextOptions(backend: .blas, contextLength: 16))
         #expect(blas.packedWeightBytes == 0)

@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "qdot.h"
 
 /// Values per block of a ggml type in a panel (32 or 256; 1 for the float types), or 0 if the
 /// type has no panel layout.

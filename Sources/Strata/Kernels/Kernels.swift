@@ -15,16 +15,19 @@ public enum Kernels {
         precondition(a.count >= m * w.cols && c.count >= m * w.rows, "matmul: buffers too small for [\(m)×\(w.cols)]·[\(w.rows)×\(w.cols)]ᵀ")
         let n = min(threads ?? ThreadPool.shared.width, ThreadPool.shared.width)
         let scratch = FloatBuffer(count: n * w.scratchFloats, zeroed: false)
+        let q8 = UnsafeMutablePointer<strata_q8_block>.allocate(capacity: max(1, m * w.activationBlocks))
+        defer { q8.deallocate() }
         PackedGEMM.parallel(a: a.matrix(rows: m, cols: w.cols), w: w, c: c.matrix(rows: m, cols: w.rows), accumulate: false,
-                            threads: n, scratch: scratch.base, stride: w.scratchFloats)
+                            threads: n, scratch: scratch.base, stride: w.scratchFloats, q8: q8)
     }
 
     /// `c[m, n] = a[m, k] · Wᵀ` for a model weight of any type on `backend` (simd packs it first,
     /// which a model does once at load).
-    public static func matmul(_ backend: Backend, a: FloatBuffer, weight w: WeightMatrix, c: FloatBuffer, m: Int, threads: Int? = nil) {
+    public static func matmul(_ backend: Backend, a: FloatBuffer, weight w: WeightMatrix, c: FloatBuffer, m: Int, threads: Int? = nil,
+                              activations: ActivationMode = .f32) {
         precondition(a.count >= m * w.cols && c.count >= m * w.rows, "matmul: buffers too small")
         if backend == .simd {
-            matmul(a: a, packed: PackedMatrix(w), c: c, m: m, threads: threads)
+            matmul(a: a, packed: PackedMatrix(w, activations: activations), c: c, m: m, threads: threads)
             return
         }
         let floats = GEMM.scratchFloats(backend, cols: w.cols)
@@ -36,7 +39,7 @@ public enum Kernels {
     /// Unpacks panel `panel` of a packed matrix (float or quantized) into `width × cols` floats,
     /// `[cols][width]`: what the micro-kernel reads.
     public static func unpackPanel(_ w: PackedMatrix, panel: Int) -> [Float] {
-        precondition(panel >= 0 && panel < w.panels)
+        precondition(panel >= 0 && panel < w.panels && !w.isInteger)
         let nr = PackedMatrix.width
         if let q = w.quant {
             var out = [Float](repeating: 0, count: nr * w.cols)

@@ -39,26 +39,41 @@ public final class PackedMatrix: @unchecked Sendable {
     let quant: UnsafeMutableRawPointer?
     let panelBytes: Int
 
-    /// Packs a model's weight matrix: float panels from float32 values, quantized panels from blocks.
-    public convenience init(_ w: WeightMatrix) {
-        if let m = w.floatMatrix { self.init(m) } else { self.init(quantized: w) }
+    /// Whether the panels are integer panels (Q4_0, Q4_1, Q8_0: `strata_igemm`, activations
+    /// quantized to 8 bits) rather than panels unpacked to floats.
+    public let isInteger: Bool
+
+    /// Packs a model's weight matrix: float panels from float32 values; quantized panels,
+    /// unpacked to floats per panel, from blocks; with `activations: .q8`, integer panels from
+    /// Q4_0/Q4_1/Q8_0 blocks.
+    public convenience init(_ w: WeightMatrix, activations: ActivationMode = .f32) {
+        if let m = w.floatMatrix { self.init(m) } else { self.init(quantized: w, integer: activations == .q8 && Self.integerSupported(w)) }
     }
 
-    private init(quantized w: WeightMatrix) {
+    private init(quantized w: WeightMatrix, integer: Bool) {
         rows = w.rows
         cols = w.cols
-        let nr = Self.width
+        let t = Int32(w.type.rawValue)
+        isInteger = integer
+        let nr = isInteger ? Int(STRATA_IPANEL) : Self.width
         panels = (w.rows + nr - 1) / nr
         data = nil
         quantType = w.type
-        panelBytes = Self.panelBytes(type: w.type, cols: w.cols)
+        panelBytes = isInteger ? strata_ipanel_bytes(t, Int32(w.cols)) : Self.panelBytes(type: w.type, cols: w.cols)
         let total = max(panels * panelBytes, 1)
         quant = UnsafeMutableRawPointer.allocate(byteCount: total, alignment: 64)
-        let t = Int32(w.type.rawValue)
         for pn in 0 ..< panels {
-            strata_qpanel_pack(t, w.raw! + pn * nr * w.rowBytes, w.rowBytes, Int32(min(nr, rows - pn * nr)), Int32(cols),
-                               Int32(nr), quant! + pn * panelBytes)
+            let src = w.raw! + pn * nr * w.rowBytes, valid = Int32(min(nr, rows - pn * nr))
+            if isInteger {
+                strata_ipanel_pack(t, src, w.rowBytes, valid, Int32(cols), quant! + pn * panelBytes)
+            } else {
+                strata_qpanel_pack(t, src, w.rowBytes, valid, Int32(cols), Int32(nr), quant! + pn * panelBytes)
+            }
         }
+    }
+
+    static func integerSupported(_ w: WeightMatrix) -> Bool {
+        !w.isFloat && strata_ipanel_supported(Int32(w.type.rawValue)) != 0 && w.cols % 32 == 0
     }
 
     deinit { quant?.deallocate() }
@@ -72,12 +87,15 @@ public final class PackedMatrix: @unchecked Sendable {
     public var isQuantized: Bool { quant != nil }
 
     /// Floats of scratch one thread needs to unpack a panel of this matrix.
-    var scratchFloats: Int { isQuantized ? Self.width * cols : 0 }
+    var scratchFloats: Int { isQuantized && !isInteger ? Self.width * cols : 0 }
+
+    /// Quantized activation blocks a row needs (integer panels).
+    var activationBlocks: Int { isInteger ? cols / 32 : 0 }
 
     init(_ w: Matrix) {
         rows = w.rows
         cols = w.cols
-        quantType = nil; quant = nil; panelBytes = 0
+        quantType = nil; quant = nil; panelBytes = 0; isInteger = false
         panels = (w.rows + Self.width - 1) / Self.width
         data = FloatBuffer(count: panels * Self.width * w.cols)
         let nr = Self.width, k = w.cols
@@ -94,7 +112,7 @@ public final class PackedMatrix: @unchecked Sendable {
     init(kMajor b: Matrix) {
         rows = b.cols
         cols = b.rows
-        quantType = nil; quant = nil; panelBytes = 0
+        quantType = nil; quant = nil; panelBytes = 0; isInteger = false
         panels = (b.cols + Self.width - 1) / Self.width
         data = FloatBuffer(count: panels * Self.width * b.rows)
         let nr = Self.width, k = b.rows
@@ -118,8 +136,12 @@ public final class PackedMatrix: @unchecked Sendable {
     static func bytes(rows: Int, cols: Int) -> Int { (rows + width - 1) / width * width * cols * 4 }
 
     /// Bytes the packed copy of `w` takes.
-    static func bytes(for w: WeightMatrix) -> Int {
+    static func bytes(for w: WeightMatrix, activations: ActivationMode) -> Int {
         if w.isFloat { return bytes(rows: w.rows, cols: w.cols) }
+        if activations == .q8 && integerSupported(w) {
+            let nr = Int(STRATA_IPANEL)
+            return (w.rows + nr - 1) / nr * strata_ipanel_bytes(Int32(w.type.rawValue), Int32(w.cols))
+        }
         return (w.rows + width - 1) / width * panelBytes(type: w.type, cols: w.cols)
     }
 }
@@ -222,8 +244,26 @@ enum PackedGEMM {
     /// `run` over all panels, split across `threads` threads of the shared pool by panels. A
     /// quantized `w` needs `scratch` with `w.scratchFloats` floats for each thread, `stride` apart.
     static func parallel(a: Matrix, w: PackedMatrix, c: Matrix, accumulate: Bool, threads: Int,
-                         scratch: UnsafeMutablePointer<Float>? = nil, stride: Int = 0) {
+                         scratch: UnsafeMutablePointer<Float>? = nil, stride: Int = 0,
+                         q8: UnsafeMutablePointer<strata_q8_block>? = nil) {
         let panels = w.panels
+        if w.isInteger {
+            // Quantize each row's activations once (rows split across the threads), then the
+            // integer kernel over the panels.
+            precondition(q8 != nil, "integer panels need an activation buffer")
+            let m = a.rows, k = w.cols, blocks = k / 32
+            precondition(a.cols == k && c.rows == m && c.cols == w.rows)
+            guard let q8, m > 0 else { return }
+            ThreadPool.shared.run(parts: min(threads, m)) { t, n in
+                for r in m * t / n ..< m * (t + 1) / n { strata_quantize_q8(a.row(r), Int32(k), q8 + r * blocks) }
+            }
+            let type = Int32(w.quantType!.rawValue), base = w.quant!
+            ThreadPool.shared.run(parts: min(threads, panels)) { t, n in
+                strata_igemm(type, base, Int32(k), Int32(w.rows), Int32(panels * t / n), Int32(panels * (t + 1) / n),
+                             q8, Int32(blocks), Int32(m), c.base, Int32(c.stride), accumulate ? 1 : 0)
+            }
+            return
+        }
         precondition(!w.isQuantized || (scratch != nil && stride >= w.scratchFloats), "a quantized matrix needs scratch panels")
         ThreadPool.shared.run(parts: min(threads, panels)) { t, n in
             run(a: a, w: w, c: c, panels: panels * t / n ..< panels * (t + 1) / n, accumulate: accumulate,

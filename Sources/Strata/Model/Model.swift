@@ -9,7 +9,7 @@ public final class Model: Sendable {
     public let weights: ModelWeights
     public let gguf: GGUFFile
     public var path: String { gguf.path }
-    private let packedCache = Mutex<PackedWeights?>(nil)
+    private let packedCache = Mutex<[ActivationMode: PackedWeights]>([:])
 
     public init(path: String, weights mode: WeightsMode = .native) throws {
         let file = try GGUFFile(path: path)
@@ -20,17 +20,19 @@ public final class Model: Sendable {
 
     /// The weights repacked for the `simd` backend, made on first use (once per model, however
     /// many contexts ask at once) and kept as long as the model.
-    public func packedWeights() -> PackedWeights {
+    /// (Integer panels for `.q8` activations, float-unpacked panels otherwise: a model normally
+    /// makes one of the two.)
+    public func packedWeights(activations: ActivationMode = .f32) -> PackedWeights {
         packedCache.withLock { cached in
-            if let cached { return cached }
-            let made = PackedWeights(weights, config)
-            cached = made
+            if let made = cached[activations] { return made }
+            let made = PackedWeights(weights, config, activations: activations)
+            cached[activations] = made
             return made
         }
     }
 
-    /// Whether `packedWeights()` has been made.
-    public var hasPackedWeights: Bool { packedCache.withLock { $0 != nil } }
+    /// Whether `packedWeights(activations:)` has been made.
+    public func hasPackedWeights(activations: ActivationMode = .f32) -> Bool { packedCache.withLock { $0[activations] != nil } }
 
     /// Name of the default model file.
     public static let defaultModelFile = "SmolLM2-135M-Instruct.Q4_1.gguf"

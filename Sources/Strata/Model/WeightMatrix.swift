@@ -12,6 +12,20 @@ public enum WeightsMode: String, CaseIterable, Sendable, CustomStringConvertible
     public var description: String { rawValue }
 }
 
+/// What the `simd` backend multiplies quantized weights with.
+public enum ActivationMode: String, CaseIterable, Sendable, CustomStringConvertible {
+    /// Float32 activations; weights unpacked to exactly their dequantized floats in registers (or
+    /// a cache-resident panel). The same results as `--weights f32`, bit for bit. The default.
+    case f32
+    /// Activations quantized per matrix multiply to 8-bit blocks of 32 (scale max|x|/127, as
+    /// llama.cpp's Q8_0/Q8_1), and integer dot products on Q4_0, Q4_1 and Q8_0 weights (other
+    /// types stay on float activations). About twice the speed; logits move by the 8-bit
+    /// rounding (up to about 0.7 on the default model, as llama.cpp's own quantized path does).
+    case q8
+
+    public var description: String { rawValue }
+}
+
 /// A weight matrix `[rows × cols]`, one row per output as ggml stores it, either as float32
 /// (`--weights f32`, or an F32 tensor) or as the file's blocks, row-major in the mapped file.
 public final class WeightMatrix: @unchecked Sendable {

@@ -145,14 +145,14 @@ public final class PackedLayer: Sendable {
     public let attnQ, attnK, attnV, attnOutput: PackedMatrix
     public let ffnGate, ffnUp, ffnDown: PackedMatrix
 
-    init(_ l: LayerWeights) {
-        attnQ = PackedMatrix(l.attnQ)
-        attnK = PackedMatrix(l.attnK)
-        attnV = PackedMatrix(l.attnV)
-        attnOutput = PackedMatrix(l.attnOutput)
-        ffnGate = PackedMatrix(l.ffnGate)
-        ffnUp = PackedMatrix(l.ffnUp)
-        ffnDown = PackedMatrix(l.ffnDown)
+    init(_ l: LayerWeights, _ a: ActivationMode) {
+        attnQ = PackedMatrix(l.attnQ, activations: a)
+        attnK = PackedMatrix(l.attnK, activations: a)
+        attnV = PackedMatrix(l.attnV, activations: a)
+        attnOutput = PackedMatrix(l.attnOutput, activations: a)
+        ffnGate = PackedMatrix(l.ffnGate, activations: a)
+        ffnUp = PackedMatrix(l.ffnUp, activations: a)
+        ffnDown = PackedMatrix(l.ffnDown, activations: a)
     }
 
     var bytes: Int { [attnQ, attnK, attnV, attnOutput, ffnGate, ffnUp, ffnDown].reduce(0) { $0 + $1.bytes } }
@@ -166,7 +166,10 @@ public final class PackedWeights: Sendable {
     public let layers: [PackedLayer]
     public let output: PackedMatrix
 
-    init(_ w: ModelWeights, _ c: ModelConfig) {
+    public let activations: ActivationMode
+
+    init(_ w: ModelWeights, _ c: ModelConfig, activations: ActivationMode) {
+        self.activations = activations
         // Each matrix is packed by one thread; the matrices are spread over all cores.
         let n = c.blockCount
         nonisolated(unsafe) var layers = [PackedLayer?](repeating: nil, count: n)
@@ -174,8 +177,8 @@ public final class PackedWeights: Sendable {
         layers.withUnsafeMutableBufferPointer { slots in
             nonisolated(unsafe) let slots = slots
             DispatchQueue.concurrentPerform(iterations: n + 1) { i in
-                if i == n { output = PackedMatrix(w.output) }
-                else { slots[i] = PackedLayer(w.layers[i]) }
+                if i == n { output = PackedMatrix(w.output, activations: activations) }
+                else { slots[i] = PackedLayer(w.layers[i], activations) }
             }
         }
         self.layers = layers.map { $0! }
@@ -192,7 +195,7 @@ public final class PackedWeights: Sendable {
     public var bytes: Int { layers.reduce(output.bytes) { $0 + $1.bytes } }
 
     /// Bytes the packed copies of a model's matrices would take (each padded to whole panels).
-    static func bytes(for w: ModelWeights) -> Int {
-        w.matrices.reduce(0) { $0 + PackedMatrix.bytes(for: $1) }
+    static func bytes(for w: ModelWeights, activations: ActivationMode) -> Int {
+        w.matrices.reduce(0) { $0 + PackedMatrix.bytes(for: $1, activations: activations) }
     }
 }

@@ -38,15 +38,15 @@ public enum Workloads {
     }
 
     /// The context a test needs.
-    public static func contextOptions(for test: BenchTest, backend: Backend, threads: Int?) -> ContextOptions {
+    public static func contextOptions(for test: BenchTest, backend: Backend, threads: Int?, activations: ActivationMode = .f32) -> ContextOptions {
         switch test {
         case let .prompt(n):
-            return ContextOptions(backend: backend, threads: threads, contextLength: n, maxBatchTokens: n)
+            return ContextOptions(backend: backend, threads: threads, contextLength: n, maxBatchTokens: n, activations: activations)
         case let .generate(n):
-            return ContextOptions(backend: backend, threads: threads, contextLength: n, maxBatchTokens: 1)
+            return ContextOptions(backend: backend, threads: threads, contextLength: n, maxBatchTokens: 1, activations: activations)
         case let .batch(b, p, g):
             return ContextOptions(backend: backend, threads: threads, contextLength: p + g, slots: b,
-                                  maxBatchTokens: max(512, b), maxLogitsRows: b)
+                                  maxBatchTokens: max(512, b), maxLogitsRows: b, activations: activations)
         }
     }
 

@@ -14,9 +14,12 @@ public struct ContextOptions: Sendable {
     /// Most logits rows one step may request (nil: `max(slots, 1)`; raise it to get logits for
     /// every prompt position).
     public var maxLogitsRows: Int? = nil
+    /// What the `simd` backend multiplies quantized weights with (see `ActivationMode`).
+    public var activations: ActivationMode = .f32
 
     public init(backend: Backend = .simd, threads: Int? = nil, contextLength: Int? = nil, slots: Int = 1,
-                maxBatchTokens: Int = 512, maxLogitsRows: Int? = nil) {
+                maxBatchTokens: Int = 512, maxLogitsRows: Int? = nil, activations: ActivationMode = .f32) {
+        self.activations = activations
         self.backend = backend
         self.threads = threads
         self.contextLength = contextLength

@@ -1,3 +1,4 @@
+import CQuant
 import Dispatch
 import Foundation
 
@@ -51,6 +52,10 @@ public final class InferenceContext {
     /// floats apart); naive, one row; blas, a chunk of rows per sgemm. Empty for float32 weights.
     private let weightScratch: FloatBuffer
     private let weightScratchStride: Int
+    /// Activations quantized to 8-bit blocks for integer panels (`.q8`): `[T][maxCols / 32]`.
+    private let q8: UnsafeMutablePointer<strata_q8_block>
+    /// What the simd backend multiplies quantized weights with.
+    public let activations: ActivationMode
     private var logitsRowsReady = 0
 
     public init(model: Model, options: ContextOptions = ContextOptions()) throws {
@@ -88,8 +93,11 @@ public final class InferenceContext {
         let maxCols = model.weights.matrices.reduce(0) { max($0, $1.cols) }
         weightScratchStride = !quantized ? 0 : backend == .simd ? PackedMatrix.width * maxCols : GEMM.scratchFloats(backend, cols: maxCols)
         let weightScratchElements = backend == .simd ? threads * weightScratchStride : weightScratchStride
-        scratchBytes = (scratchElements + 3 * threads * cachePositions + weightScratchElements) * 4
-        let packBytes = backend == .simd && !model.hasPackedWeights ? PackedWeights.bytes(for: model.weights) : 0
+        activations = options.activations
+        let q8Blocks = quantized && backend == .simd && activations == .q8 ? T * ((maxCols + 31) / 32) : 0
+        scratchBytes = (scratchElements + 3 * threads * cachePositions + weightScratchElements) * 4 + q8Blocks * MemoryLayout<strata_q8_block>.stride
+        let packBytes = backend == .simd && !model.hasPackedWeights(activations: activations)
+            ? PackedWeights.bytes(for: model.weights, activations: activations) : 0
         let available = availableMemory()
         guard kvCacheBytes + scratchBytes + packBytes <= available else {
             var detail = "KV cache \(formatBytes(kvCacheBytes)) for \(slots) slot(s) × \(ctx) positions, activations \(formatBytes(scratchBytes))"
@@ -98,7 +106,7 @@ public final class InferenceContext {
         }
 
         BLASThreads.set(options.threads ?? ProcessInfo.processInfo.activeProcessorCount)
-        packed = backend == .simd ? model.packedWeights() : nil
+        packed = backend == .simd ? model.packedWeights(activations: activations) : nil
         rope = RopeTable(positions: ctx, ropeDim: c.ropeDim, base: c.ropeBase, style: c.architecture.ropeStyle)
         // Not zeroed: a position is written before any kernel reads it (the simd kernel's last key
         // block also scores positions past the visible ones, but those scores are never used), and
@@ -118,13 +126,14 @@ public final class InferenceContext {
         xOut = FloatBuffer(count: L * c.embeddingLength)
         logitsBuf = FloatBuffer(count: L * c.vocabSize)
         weightScratch = FloatBuffer(count: weightScratchElements, zeroed: false)
+        q8 = .allocate(capacity: max(1, q8Blocks))
         positions = .allocate(capacity: T)
         positions.initialize(repeating: 0, count: T)
         lengths = Array(repeating: 0, count: slots)
         plan = Plan.llama(blockCount: c.blockCount)
     }
 
-    deinit { positions.deallocate() }
+    deinit { positions.deallocate(); q8.deallocate() }
 
     public var config: ModelConfig { c }
     public var vocabSize: Int { c.vocabSize }
@@ -351,7 +360,7 @@ public final class InferenceContext {
     private func linear(_ a: Matrix, _ weight: WeightMatrix, _ packedWeight: PackedMatrix?, _ out: Matrix, accumulate: Bool = false) {
         if let packedWeight {
             PackedGEMM.parallel(a: a, w: packedWeight, c: out, accumulate: accumulate, threads: threads,
-                                scratch: weightScratch.base, stride: weightScratchStride)
+                                scratch: weightScratch.base, stride: weightScratchStride, q8: q8)
         } else {
             GEMM.run(backend, a: a, weight: weight, c: out, accumulate: accumulate,
                      scratch: weightScratch.base, scratchFloats: weightScratchStride)
