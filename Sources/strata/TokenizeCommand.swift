@@ -70,6 +70,10 @@ struct DetokenizeCommand: ParsableCommand {
     }
 }
 
+extension String {
+    func leftPad(_ n: Int) -> String { count >= n ? self : String(repeating: " ", count: n - count) + self }
+}
+
 struct InfoCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "info",
@@ -79,6 +83,14 @@ struct InfoCommand: ParsableCommand {
     var model: String?
     @Flag(help: "List every tensor.")
     var tensors = false
+    @Option(help: "Weights for the memory estimate: native (the file's types) or f32 (dequantized).")
+    var weights: WeightsMode = .native
+    @Option(help: "Context length for the memory estimate (default: the model's).")
+    var ctx: Int?
+
+    func validate() throws {
+        if let c = ctx, c < 1 || c > 1 << 22 { throw ValidationError("--ctx must be between 1 and 4194304, got \(c)") }
+    }
 
     func run() throws {
         let path = try Model.resolvePath(model)
@@ -95,8 +107,26 @@ struct InfoCommand: ParsableCommand {
         if tensors {
             for t in g.tensors { print("  \(t.name)  \(t.type)  \(t.dims)  \(formatBytes(t.byteCount))") }
         }
+        var byType: [String: (count: Int, bytes: Int)] = [:]
+        for t in g.tensors { byType["\(t.type)", default: (0, 0)].count += 1; byType["\(t.type)", default: (0, 0)].bytes += t.byteCount }
+        print("tensors by type:")
+        for (type, v) in byType.sorted(by: { $0.value.bytes > $1.value.bytes }) {
+            print("  \(type.padding(toLength: 6, withPad: " ", startingAt: 0)) \(String(v.count).leftPad(5)) tensors  \(formatBytes(v.bytes).leftPad(10))")
+        }
+        let tensorBytes = g.tensors.reduce(0) { $0 + $1.byteCount }
+        print("  total  \(String(g.tensors.count).leftPad(5)) tensors  \(formatBytes(tensorBytes).leftPad(10))")
         if let c = try? ModelConfig(gguf: g) {
             print("config: \(c.architecture.name), \(c.blockCount) layers, embedding \(c.embeddingLength), heads \(c.headCount)/\(c.headCountKV), head dim \(c.headDim), ff \(c.feedForwardLength), vocab \(c.vocabSize), context \(c.contextLength), rope base \(c.ropeBase)")
+            // What a default context holds: load the model and size one (the KV cache is reserved,
+            // not touched, so this costs little).
+            let m = try Model(path: path, weights: weights)
+            let context = try InferenceContext(model: m, options: ContextOptions(contextLength: ctx))
+            let resident = context.packedWeightBytes + m.weights.vectors.reduce(0) { $0 + $1.count * 4 }
+                + (weights == .f32 ? m.weights.bytes : 0)
+            print("a context (simd, --weights \(weights), 1 slot × \(context.contextLength) positions) holds:")
+            print("  weights resident  \(formatBytes(resident).leftPad(10))  (\(weights == .native ? "panels of the file's blocks; the mapped pages are released" : "float32, and the simd backend's packed copy"))")
+            print("  KV cache          \(formatBytes(context.kvCacheBytes).leftPad(10))  (reserved; memory only for the positions written)")
+            print("  activations       \(formatBytes(context.scratchBytes).leftPad(10))")
         }
     }
 

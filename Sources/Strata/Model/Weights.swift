@@ -47,7 +47,7 @@ public struct ModelWeights: Sendable {
     }
 
     /// Every float32 vector (norms, biases).
-    var vectors: [FloatBuffer] {
+    public var vectors: [FloatBuffer] {
         var all = [outputNorm]
         for l in layers { all += [l.attnNorm, l.ffnNorm] + [l.attnQBias, l.attnKBias, l.attnVBias].compactMap { $0 } }
         return all
