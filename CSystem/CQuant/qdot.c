@@ -72,7 +72,13 @@ void strata_quantize_q8(const float *x, int k, strata_q8_block *out) {
         const float d = amax / 127.0f, id = amax != 0 ? 127.0f / amax : 0.0f;
         int sum = 0;
         strata_q8_block *o = out + b;
-        for (int i = 0; i < 32; i++) { int q = (int)nearbyintf(v[i] * id); o->q[i] = (int8_t)q; sum += q; }
+        for (int i = 0; i < 32; i++) {
+            // NaN (from a non-finite input) becomes 0 and anything else is clamped, so a corrupt
+            // value gives a wrong number, never undefined behaviour.
+            float r = nearbyintf(v[i] * id);
+            int q = r == r ? (int)fminf(fmaxf(r, -127.0f), 127.0f) : 0;
+            o->q[i] = (int8_t)q; sum += q;
+        }
         o->d = round_half(d);
         o->s = round_half((float)sum * d);
         o->sum = sum;

@@ -68,9 +68,9 @@ struct BenchCommand: ParsableCommand {
     } }
 
     func validate() throws {
-        _ = try backends
-        _ = try weightModes
-        _ = try activationModes
+        if try backends.isEmpty { throw ValidationError("--backend needs at least one of simd, blas, naive") }
+        if try weightModes.isEmpty { throw ValidationError("--weights needs at least one of native, f32") }
+        if try activationModes.isEmpty { throw ValidationError("--activations needs at least one of f32, q8") }
         if try list(threads, "--threads").contains(where: { $0 < 1 }) { throw ValidationError("--threads values must be ≥ 1") }
         _ = try list(batch, "--batch"); _ = try list(p, "-p"); _ = try list(n, "-n")
         if r < 1 { throw ValidationError("-r must be ≥ 1, got \(r)") }
@@ -158,7 +158,7 @@ struct BenchCommand: ParsableCommand {
            }
           }
         }
-        let m = lastModel!
+        guard let m = lastModel else { throw ValidationError("--weights: nothing to run") }
         // Speed-up over naive for each record with a naive counterpart (blas_naive_speedup: the
         // same for BLAS records, the field's name from before the simd backend).
         for i in records.indices where records[i].backend != "naive" {

@@ -119,10 +119,12 @@ struct InfoCommand: ParsableCommand {
             print("config: \(c.architecture.name), \(c.blockCount) layers, embedding \(c.embeddingLength), heads \(c.headCount)/\(c.headCountKV), head dim \(c.headDim), ff \(c.feedForwardLength), vocab \(c.vocabSize), context \(c.contextLength), rope base \(c.ropeBase)")
             // What a default context holds: load the model and size one (the KV cache is reserved,
             // not touched, so this costs little).
+            // The KV cache and activations from a context's own sizing (a naive context: nothing is
+            // packed or touched), the packed weights from their layout.
             let m = try Model(path: path, weights: weights)
-            let context = try InferenceContext(model: m, options: ContextOptions(contextLength: ctx))
-            let resident = context.packedWeightBytes + m.weights.vectors.reduce(0) { $0 + $1.count * 4 }
-                + (weights == .f32 ? m.weights.bytes : 0)
+            let context = try InferenceContext(model: m, options: ContextOptions(backend: .naive, contextLength: ctx))
+            let vectors = m.weights.vectors.reduce(0) { $0 + $1.count * 4 }
+            let resident = m.packedWeightBytes() + vectors + (weights == .f32 ? m.weights.bytes - vectors : 0)
             print("a context (simd, --weights \(weights), 1 slot × \(context.contextLength) positions) holds:")
             print("  weights resident  \(formatBytes(resident).leftPad(10))  (\(weights == .native ? "panels of the file's blocks; the mapped pages are released" : "float32, and the simd backend's packed copy"))")
             print("  KV cache          \(formatBytes(context.kvCacheBytes).leftPad(10))  (reserved; memory only for the positions written)")

@@ -242,16 +242,25 @@ import Testing
             let want = (e["values"] as! [Double]).map(Float.init)
             let got = Self.dequantize(type, bytes, count: rows * cols)
             #expect(got == want, "\(name): Dequantize differs from the gguf package")
-            // Through a quantized matrix: x · Wᵀ with x = e_p picks column p of every row (exact on
-            // the integer kernels too: a one-hot block quantizes without error).
+            // Through a quantized matrix: x · Wᵀ with x = e_p picks column p of every row: exactly
+            // with float activations; on the integer kernels (q8) within the half-precision
+            // rounding of the activation scale (1/127).
             let w = WeightMatrix(name: name, type: type, rows: rows, cols: cols, blocks: bytes)
             let eye = FloatBuffer(count: cols * cols)
             for p in 0 ..< cols { eye[p * cols + p] = 1 }
             let out = FloatBuffer(count: cols * rows)
             Kernels.matmul(.simd, a: eye, weight: w, c: out, m: cols)
             var bad = 0
-            for p in 0 ..< cols { for r in 0 ..< rows where abs(out[p * rows + r] - want[r * cols + p]) > 1e-3 * abs(want[r * cols + p]) + 1e-5 { bad += 1 } }
+            for p in 0 ..< cols { for r in 0 ..< rows where out[p * rows + r] != want[r * cols + p] { bad += 1 } }
             #expect(bad == 0, "\(name): \(bad) values differ through the simd kernel")
+            if [.q4_0, .q4_1, .q8_0].contains(type) {
+                Kernels.matmul(.simd, a: eye, weight: w, c: out, m: cols, activations: .q8)
+                bad = 0
+                // q·d and the minimum may nearly cancel: the error is relative to the terms' size.
+                let scale = want.map(abs).max()!
+                for p in 0 ..< cols { for r in 0 ..< rows where abs(out[p * rows + r] - want[r * cols + p]) > 1e-3 * abs(want[r * cols + p]) + 2e-4 * scale { bad += 1 } }
+                #expect(bad == 0, "\(name): \(bad) values differ through the integer kernel")
+            }
         }
     }
 
@@ -396,5 +405,27 @@ import Testing
             }
         }
         #expect(types.isSuperset(of: [.q8_0, .q5_0, .q4_K, .q6_K]), "types covered: \(types)")
+    }
+}
+
+@Suite struct QuantLoadTests {
+    /// A matrix of a type Strata has no kernels for (IQ4_NL) fails the load, in both weight modes,
+    /// with an error naming the tensor and the type.
+    @Test(arguments: WeightsMode.allCases)
+    func anUnsupportedTypeFailsTheLoadNamingIt(mode: WeightsMode) throws {
+        var w = TinyModel().writer()
+        let i = try #require(w.tensors.firstIndex { $0.name == "blk.1.ffn_up.weight" })
+        let dims = w.tensors[i].dims
+        w.tensors[i] = (name: "blk.1.ffn_up.weight", dims: dims, type: GGMLType.iq4_nl.rawValue,
+                        data: [UInt8](repeating: 0x11, count: dims.reduce(1, *) / 32 * 18))
+        let path = try w.write(name: "iq4nl")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        do {
+            _ = try Model(path: path, weights: mode)
+            Issue.record("an IQ4_NL matrix loaded")
+        } catch {
+            let text = "\(error)"
+            #expect(text.contains("blk.1.ffn_up.weight") && text.contains("IQ4_NL"), "\(text)")
+        }
     }
 }

@@ -75,6 +75,10 @@ enum GEMM {
         }
         let m = a.rows, k = a.cols, n = w.rows
         precondition(k == w.cols && c.rows == m && c.cols == n, "GEMM: shapes differ")
+        if k == 0 {   // an empty sum
+            if !accumulate { for i in 0 ..< m { for j in 0 ..< n { c.row(i)[j] = 0 } } }
+            return
+        }
         precondition(scratch != nil && scratchFloats >= k, "GEMM: a quantized weight needs scratch")
         guard let scratch, m > 0 else { return }
         let chunk = backend == .naive ? 1 : max(1, min(n, scratchFloats / k))

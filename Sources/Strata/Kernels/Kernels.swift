@@ -13,7 +13,7 @@ public enum Kernels {
     /// (`PackedMatrix(weight, rows: n, cols: k)`), on `threads` threads (nil: all of the pool).
     public static func matmul(a: FloatBuffer, packed w: PackedMatrix, c: FloatBuffer, m: Int, threads: Int? = nil) {
         precondition(a.count >= m * w.cols && c.count >= m * w.rows, "matmul: buffers too small for [\(m)×\(w.cols)]·[\(w.rows)×\(w.cols)]ᵀ")
-        let n = min(threads ?? ThreadPool.shared.width, ThreadPool.shared.width)
+        let n = max(1, min(threads ?? ThreadPool.shared.width, ThreadPool.shared.width))
         let scratch = FloatBuffer(count: n * w.scratchFloats, zeroed: false)
         let q8 = UnsafeMutablePointer<strata_q8_block>.allocate(capacity: max(1, m * w.activationBlocks))
         defer { q8.deallocate() }

@@ -31,6 +31,11 @@ public final class Model: Sendable {
         }
     }
 
+    /// Bytes `packedWeights(activations:)` takes (or would take), without making it.
+    public func packedWeightBytes(activations: ActivationMode = .f32) -> Int {
+        PackedWeights.bytes(for: weights, activations: activations)
+    }
+
     /// Whether `packedWeights(activations:)` has been made.
     public func hasPackedWeights(activations: ActivationMode = .f32) -> Bool { packedCache.withLock { $0[activations] != nil } }
 
