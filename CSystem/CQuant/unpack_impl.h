@@ -69,8 +69,10 @@ AI void FN(walk_q4q5)(const uint8_t *src, int k, FN(sink) *s, const int R, const
             }
             VF lo, hi;
             if (hasMin) {
-                lo = __builtin_convertvector(q0, VF) * d0 + m0;
-                hi = __builtin_convertvector(q1, VF) * d1 + m1;
+                // q · d is exact in float (≤ 5 + 11 significant bits), so one fused multiply-add
+                // rounds exactly as ggml's q · d + m does.
+                lo = __builtin_elementwise_fma(__builtin_convertvector(q0, VF), d0, m0);
+                hi = __builtin_elementwise_fma(__builtin_convertvector(q1, VF), d1, m1);
             } else {
                 const int off = five ? 16 : 8;
                 lo = __builtin_convertvector(q0 - off, VF) * d0;
@@ -105,7 +107,9 @@ AI void FN(walk_q2_K)(const uint8_t *src, int k, FN(sink) *s, const int R) {
             VF ml0 = n0 * __builtin_convertvector(FN(u8)(s0 >> 4), VF), ml1 = n1 * __builtin_convertvector(FN(u8)(s1 >> 4), VF);
             for (int p = j * 16; p < j * 16 + 16; p++) {
                 VI q0 = FN(bits)(FN(word)(two + p * (W / 4), H / 4), 2), q1 = FN(bits)(FN(word)(two + p * (W / 4) + H / 4, H / 4), 2);
-                FN(take)(s, R, b * 256 + p, dl0 * __builtin_convertvector(q0, VF) - ml0, dl1 * __builtin_convertvector(q1, VF) - ml1);
+                // dl · q is exact (≤ 4 + 11 + 2 bits): one fused multiply-add, ggml's rounding.
+                FN(take)(s, R, b * 256 + p, __builtin_elementwise_fma(dl0, __builtin_convertvector(q0, VF), -ml0),
+                         __builtin_elementwise_fma(dl1, __builtin_convertvector(q1, VF), -ml1));
             }
         }
     }
@@ -147,7 +151,9 @@ AI void FN(walk_q45_K)(const uint8_t *src, int k, FN(sink) *s, const int R, cons
                     q0 |= FN(bits)(FN(word)(bit + p * (W / 8), H / 8), 1) << 4;
                     q1 |= FN(bits)(FN(word)(bit + p * (W / 8) + H / 8, H / 8), 1) << 4;
                 }
-                FN(take)(s, R, b * 256 + p, dl0 * __builtin_convertvector(q0, VF) - ml0, dl1 * __builtin_convertvector(q1, VF) - ml1);
+                // d · sc · q is exact (≤ 11 + 6 + 5 bits): one fused multiply-add, ggml's rounding.
+                FN(take)(s, R, b * 256 + p, __builtin_elementwise_fma(dl0, __builtin_convertvector(q0, VF), -ml0),
+                         __builtin_elementwise_fma(dl1, __builtin_convertvector(q1, VF), -ml1));
             }
         }
     }
