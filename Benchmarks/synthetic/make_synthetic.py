@@ -42,13 +42,15 @@ def write(path, qtype, seed=1):
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     tokens = specials + byte_chars()
     types = [3] * len(specials) + [1] * 256
+    tokens.append("\u0120t")   # one merge (llama.cpp refuses a BPE vocabulary without merges)
+    types.append(1)
     tokens += [f"<unused_{i}>" for i in range(VOCAB - len(tokens))]
     types += [5] * (VOCAB - len(types))
     w.add_tokenizer_model("gpt2")
     w.add_tokenizer_pre("default")
     w.add_token_list(tokens)
     w.add_token_types(types)
-    w.add_token_merges([])
+    w.add_token_merges(["\u0120 t"])
     w.add_bos_token_id(1)
     w.add_eos_token_id(2)
     w.add_add_bos_token(False)

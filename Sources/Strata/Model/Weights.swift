@@ -177,15 +177,22 @@ public final class PackedWeights: Sendable {
         layers.withUnsafeMutableBufferPointer { slots in
             nonisolated(unsafe) let slots = slots
             DispatchQueue.concurrentPerform(iterations: n + 1) { i in
-                if i == n { output = PackedMatrix(w.output, activations: activations) }
-                else { slots[i] = PackedLayer(w.layers[i], activations) }
+                // Each matrix's mapped pages are released as soon as its panels exist, so the
+                // file and its panels are never resident together (peak ≈ panels + one layer).
+                if i == n {
+                    output = PackedMatrix(w.output, activations: activations)
+                    w.output.releaseMappedPages()
+                } else {
+                    let l = w.layers[i]
+                    slots[i] = PackedLayer(l, activations)
+                    for m in [l.attnQ, l.attnK, l.attnV, l.attnOutput, l.ffnGate, l.ffnUp, l.ffnDown] { m.releaseMappedPages() }
+                }
             }
         }
         self.layers = layers.map { $0! }
         self.output = output!
         maxCols = w.matrices.reduce(0) { max($0, $1.cols) }
         // The tied embedding still serves token lookups: those rows fault back in one at a time.
-        for m in w.matrices { m.releaseMappedPages() }
     }
 
     /// The widest matrix's input count: a quantized panel unpacks into `width × maxCols` floats.
