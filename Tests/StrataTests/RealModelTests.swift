@@ -133,8 +133,9 @@ import Testing
         }
     }
 
-    /// Native weights are the only copy: the packed panels take at most 1.1 × the file's bytes
-    /// for the same matrices, and the f32 path's float copy is about 7 times as much.
+    /// The native panels' layout takes at most 1.1 × the file's bytes for the same matrices, and
+    /// the f32 path holds about 7 times as much. (The resident set itself is measured by the
+    /// benchmarks: BENCHMARKS.md, sitting 4.)
     @Test func nativePanelsAreAboutTheFileSize() throws {
         let m = try model()
         let fileBytes = m.weights.matrices.reduce(0) { $0 + $1.bytes }
