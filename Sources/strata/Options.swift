@@ -33,9 +33,9 @@ struct ModelOptions: ParsableArguments {
     var verbose = false
 
     func validate() throws {
-        if let t = threads, t < 1 { throw ValidationError("--threads must be ≥ 1, got \(t)") }
-        if let c = ctx, c < 1 { throw ValidationError("--ctx must be ≥ 1, got \(c)") }
-        if batchTokens < 1 { throw ValidationError("--batch-tokens must be ≥ 1, got \(batchTokens)") }
+        if let t = threads, t < 1 || t > 1024 { throw ValidationError("--threads must be between 1 and 1024, got \(t)") }
+        if let c = ctx, c < 1 || c > 1 << 22 { throw ValidationError("--ctx must be between 1 and 4194304, got \(c)") }
+        if batchTokens < 1 || batchTokens > 1 << 16 { throw ValidationError("--batch-tokens must be between 1 and 65536, got \(batchTokens)") }
     }
 
     func contextOptions(slots: Int = 1, maxLogitsRows: Int? = nil) -> ContextOptions {

@@ -54,6 +54,22 @@ import Testing
         #expect(r.stderr.contains("line 3"))
     }
 
+    /// Lines that used to kill the whole job: `repeat_last_n: -1` (an overflow trap) and a
+    /// max_tokens of 10^14 (reserved up front). Both now run to the end of their context.
+    @Test func absurdButValidParametersRun() throws {
+        var l = lines(2, maxTokens: 4)
+        l.append("{\"id\": \"all\", \"prompt\": \"the cat\", \"max_tokens\": 6, \"repeat_last_n\": -1, \"repeat_penalty\": 1.3}")
+        l.append("{\"id\": \"huge\", \"prompt\": \"the cat\", \"max_tokens\": 100000000000000, \"temperature\": 0}")
+        let out = TempFiles.directory + "/out-\(UUID()).jsonl"
+        let r = try CLI.run(["batch", "--model", tinyPath, "--backend", "naive", "--input", try input(l), "--output", out,
+                             "--parallel", "2", "--ctx", "24"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let o = try outputLines(out)
+        #expect(o.count == 4 && o.allSatisfy { $0["error"] == nil }, "\(o)")
+        #expect(o.contains { key($0) == "all" && ($0["ids"] as! [Any]).count > 0 })
+        #expect(o.contains { key($0) == "huge" && ($0["finish_reason"] as? String) == "length" })
+    }
+
     @Test func duplicateIdsFailBeforeStarting() throws {
         let l = ["{\"id\": 1, \"prompt\": \"a\"}", "{\"id\": 2, \"prompt\": \"b\"}", "{\"id\": 1, \"prompt\": \"c\"}"]
         let out = TempFiles.directory + "/dup-\(UUID()).jsonl"

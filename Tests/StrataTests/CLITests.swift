@@ -51,7 +51,9 @@ enum CLI {
         for args in [["generate", "--bogus"], ["generate", "--temperature", "nan", "x"], ["generate", "--temperature", "-1", "x"],
                      ["generate", "--top-p", "0", "x"], ["generate", "--top-p", "1.5", "x"], ["generate", "--min-p", "2", "x"],
                      ["generate", "--top-k", "-3", "x"], ["generate", "--max-tokens", "0", "x"], ["next", "--steps", "0", "x"],
-                     ["generate"], ["generate", "--prompt-ids", "1,x"]] {
+                     ["generate"], ["generate", "--prompt-ids", "1,x"],
+                     ["generate", "--ctx", "4194305", "x"], ["generate", "--threads", "1025", "x"],
+                     ["generate", "--batch-tokens", "65537", "x"]] {
             // A model path that does not exist proves the check comes before loading.
             let r = try CLI.run(args + ["--model", "/nonexistent.gguf"])
             #expect(r.status == 2, "\(args): status \(r.status), stderr \(r.stderr)")

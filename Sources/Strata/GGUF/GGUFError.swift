@@ -15,7 +15,7 @@ public enum GGUFError: Error, Equatable, CustomStringConvertible {
     case badDimensions(tensor: String, dims: [UInt64])
     case misalignedTensor(tensor: String, offset: UInt64, alignment: Int)
     case tensorOutOfBounds(tensor: String, offset: UInt64, size: UInt64, available: UInt64)
-    case badAlignment(UInt64)
+    case badAlignment(Int64)
     case wrongType(key: String, expected: String)
     case missingKey(String)
     case unsupportedTensorType(GGMLType, tensor: String)

@@ -104,7 +104,7 @@ public final class GGUFFile: @unchecked Sendable {
         var alignment = 32
         if let a = metadata["general.alignment"] {
             guard let v = a.intValue, v > 0, v <= 65536, v & (v - 1) == 0 else {
-                throw GGUFError.badAlignment(UInt64(a.intValue ?? 0))
+                throw GGUFError.badAlignment(Int64(clamping: a.intValue ?? 0))
             }
             alignment = v
         }

@@ -29,7 +29,8 @@ final class SequenceState {
         decoder = tokenizer.map { StreamingDecoder(tokenizer: $0) }
         stops = StopMatcher(parameters.stop)
         endOfGeneration = parameters.ignoreEOS ? [] : (tokenizer?.endOfGeneration ?? [])
-        ids.reserveCapacity(parameters.maxTokens)
+        // A limit, not a size: never reserve more than a modest start (a line may ask for 10^14).
+        ids.reserveCapacity(min(parameters.maxTokens, 4096))
     }
 
     /// Chooses the next token from `logits` and records it. Returns its event and, when generation

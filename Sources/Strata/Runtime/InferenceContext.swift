@@ -318,7 +318,9 @@ public final class InferenceContext {
                 let rows: Range<Int>
                 switch e.logits {
                 case .none: continue
-                case .last: rows = (e.rowStart + e.count - 1) ..< (e.rowStart + e.count)
+                case .last:
+                    guard e.count > 0 else { continue }   // an empty entry has no last row
+                    rows = (e.rowStart + e.count - 1) ..< (e.rowStart + e.count)
                 case .all: rows = e.rowStart ..< e.rowStart + e.count
                 }
                 if rows.isEmpty { continue }

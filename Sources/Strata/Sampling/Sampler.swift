@@ -31,8 +31,10 @@ public final class Sampler {
     /// Records a token that became part of the context (prompt or generated), for the penalties.
     public func accept(_ token: Int32) {
         history.append(token)
-        let keep = parameters.repeatLastN < 0 ? Int.max : parameters.repeatLastN
-        if history.count > max(keep, 0) + 1024 { history.removeFirst(history.count - max(keep, 0)) }
+        // -1 (every token counts): the context bounds the history. Otherwise trim it in batches,
+        // written so that no window size can overflow.
+        let keep = parameters.repeatLastN
+        if keep >= 0, history.count - 1024 > keep { history.removeFirst(history.count - keep) }
     }
 
     /// Clears the penalty history.

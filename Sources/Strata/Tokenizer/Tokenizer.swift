@@ -60,7 +60,12 @@ public final class Tokenizer: Sendable {
             guard raw.count == tokens.count else {
                 throw TokenizerError.invalidVocabulary("token_type has \(raw.count) entries for \(tokens.count) tokens")
             }
-            for (i, v) in raw.enumerated() { types[i] = v.intValue.flatMap { TokenType(rawValue: Int32($0)) } ?? .normal }
+            for (i, v) in raw.enumerated() {
+                guard let n = v.intValue, let t = Int32(exactly: n).flatMap(TokenType.init(rawValue:)) else {
+                    throw TokenizerError.invalidVocabulary("token_type[\(i)] = \(v) is not a token type (0...6)")
+                }
+                types[i] = t
+            }
         }
         let merges = try gguf.strings("tokenizer.ggml.merges")
         func id(_ key: String) -> Int32? {

@@ -1,0 +1,73 @@
+import Foundation
+import Testing
+@testable import Strata
+
+/// Inputs that used to crash (issue 14's audit): each now fails cleanly or works.
+@Suite struct HardeningTests {
+    /// `repeat_last_n = -1` ("all tokens") and absurd windows overflowed the history trim (a trap).
+    @Test(arguments: [-1, Int.max, 1 << 40])
+    func anyRepeatWindowSamples(window: Int) {
+        var p = SamplingParameters()
+        p.repeatPenalty = 1.3; p.repeatLastN = window; p.temperature = 0
+        let s = Sampler(parameters: p, vocabularySize: 8)
+        for t in 0 ..< 3000 { s.accept(Int32(t % 8)) }
+        let logits: [Float] = [0, 1, 2, 3, 4, 5, 6, 7]
+        #expect(logits.withUnsafeBufferPointer { s.sample($0) } >= 0)
+    }
+
+    /// A max_tokens far beyond any context is a limit, not an allocation: generation ends when
+    /// the context is full.
+    @Test func hugeMaxTokensEndsAtTheContext() throws {
+        let model = ForwardTests.tiny
+        let ctx = try InferenceContext(model: model, options: ContextOptions(backend: .naive, contextLength: 16))
+        let g = Generator(model: model, tokenizer: try Tokenizer(gguf: model.gguf), context: ctx)
+        var p = GenerationParameters()
+        p.sampling = .greedy; p.maxTokens = 100_000_000_000_000; p.ignoreEOS = true
+        let r = try g.generate(promptIds: [5, 6], parameters: p)
+        #expect(r.finishReason == .length && r.ids.count == 15)   // 16 positions, 2 prompt tokens
+    }
+
+    /// A negative `general.alignment` was converted to an unsigned number (a trap).
+    @Test(arguments: [-8, -1, 0, 3])
+    func badAlignmentIsAnError(alignment: Int32) throws {
+        var w = GGUFWriter()
+        w.add("general.alignment", .int32(alignment))
+        w.addTensor("t", dims: [4], floats: [1, 2, 3, 4])
+        let path = try w.write(name: "align")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        #expect(throws: GGUFError.self) { try GGUFFile(path: path) }
+    }
+
+    /// A token type beyond Int32 was narrowed with a trap; any value that is no token type is now
+    /// an error naming the entry.
+    @Test(arguments: [Int64(Int32.max) + 1, -5_000_000_000, 9])
+    func badTokenTypeIsAnError(value: Int64) throws {
+        var w = TinyModel().writer()
+        let i = try #require(w.metadata.firstIndex { $0.0 == "tokenizer.ggml.token_type" })
+        guard case let .array(types) = w.metadata[i].1 else { Issue.record("token_type is not an array"); return }
+        // One element type for the whole array (GGUF arrays are homogeneous): int64.
+        var wide = types.map { GGUFValue.int64(Int64($0.intValue!)) }
+        wide[7] = .int64(value)
+        w.metadata[i].1 = .array(wide)
+        let path = try w.write(name: "tokentype")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let gguf = try GGUFFile(path: path)
+        #expect(throws: TokenizerError.self) { try Tokenizer(gguf: gguf) }
+    }
+
+    /// An empty entry asked for its last row's logits and read the row before it (row −1 for the
+    /// first entry), shifting every later entry's logits.
+    @Test(arguments: Backend.allCases)
+    func anEmptyEntryDoesNotShiftTheLogits(backend: Backend) throws {
+        let model = ForwardTests.tiny
+        let both = try InferenceContext(model: model, options: ContextOptions(backend: backend, contextLength: 16, slots: 2))
+        var batch = Batch()
+        batch.add(slot: 0, tokens: [Int32](), logits: .last)
+        let row = batch.add(slot: 1, tokens: [Int32]([5, 6, 7]), logits: .last)
+        try both.evaluate(batch)
+        #expect(both.logitsRowCount == 1 && row == 0)
+        let alone = try InferenceContext(model: model, options: ContextOptions(backend: backend, contextLength: 16))
+        try alone.prefill([Int32]([5, 6, 7]))
+        #expect(both.logits(row: 0) == alone.logits(row: 0))
+    }
+}
