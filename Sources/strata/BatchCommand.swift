@@ -59,12 +59,17 @@ struct BatchCommand: ParsableCommand {
         modelOptions.report(engine.context)
         let runner = BatchRunner(context: engine.context, tokenizer: engine.tokenizer)
 
-        // Ctrl-C: stop after the current step; sequences in flight are not written (redone on resume).
-        let stop = CancellationFlag()
-        signal(SIGINT, SIG_IGN)
-        let source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
-        source.setEventHandler { stop.set() }
-        source.resume()
+        // Ctrl-C, or SIGTERM (what Slurm, Kubernetes and systemd send): stop after the current step;
+        // sequences in flight are not written (redone on resume).
+        let stop = CancellationFlag(), terminated = CancellationFlag()
+        let sources = [SIGINT, SIGTERM].map { sig in
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler { if sig == SIGTERM { terminated.set() }; stop.set() }
+            source.resume()
+            return source
+        }
+        defer { sources.forEach { $0.cancel() } }
 
         let total = jobs.pending.count
         var progress = Progress(total: total, skipped: out.doneIds.count + out.doneLines.count)
@@ -98,7 +103,7 @@ struct BatchCommand: ParsableCommand {
         progress.done()
         if stop.isSet {
             printErr("batch: interrupted; \(progress.completed) of \(total) written to \(output). Run the same command again to resume.")
-            Foundation.exit(130)
+            Foundation.exit(terminated.isSet ? 143 : 130)   // 128 + the signal, as a shell reports it
         }
     }
 }

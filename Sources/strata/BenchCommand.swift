@@ -106,6 +106,7 @@ struct BenchCommand: ParsableCommand {
         let cores: Int
         let memory: String
         let openblas_coretype: String
+        let openblas_core: String
         let build: String
         let model: String
         let model_type: String
@@ -113,6 +114,7 @@ struct BenchCommand: ParsableCommand {
     }
 
     func run() throws {
+        if try backends.contains(.blas), let warning = MachineInfo.openBLASWarning() { printErr(warning) }
         let path = try Model.resolvePath(model)
         var tests: [BenchTest] = []
         for x in try list(p, "-p") where x > 0 { tests.append(.prompt(x)) }
@@ -170,7 +172,7 @@ struct BenchCommand: ParsableCommand {
         let fileType = (m.gguf.metadata["general.file_type"]?.intValue).map { "file_type \($0)" } ?? "unknown"
         let weightTypes = Set(m.gguf.tensors.map { "\($0.type)" }).sorted().joined(separator: "/")
         let report = Report(date: ISO8601DateFormatter().string(from: Date()), machine: MachineInfo.cpuModel, cores: MachineInfo.cores,
-                            memory: MachineInfo.memory, openblas_coretype: MachineInfo.openBLASCoreType, build: MachineInfo.build,
+                            memory: MachineInfo.memory, openblas_coretype: MachineInfo.openBLASCoreType, openblas_core: MachineInfo.openBLASCore, build: MachineInfo.build,
                             model: path, model_type: "\(m.config.architecture.name) \(m.weights.parameterCount / 1_000_000)M, \(weightTypes) (\(fileType))",
                             results: records)
         switch format {
@@ -185,7 +187,7 @@ struct BenchCommand: ParsableCommand {
                        x.speedup_vs_naive.map { String(format: "%.2f", $0) } ?? "", x.peak_rss_bytes.map { "\($0)" } ?? ""].joined(separator: ","))
             }
         default:
-            print("machine: \(report.machine), \(report.cores) cores, \(report.memory); OPENBLAS_CORETYPE=\(report.openblas_coretype); build: \(report.build)")
+            print("machine: \(report.machine), \(report.cores) cores, \(report.memory); OpenBLAS core \(report.openblas_core) (OPENBLAS_CORETYPE=\(report.openblas_coretype)); build: \(report.build)")
             print("model: \(report.model) (\(report.model_type))")
             print("date: \(report.date)\n")
             print("| test | backend | weights | activations | threads | tokens/s | × naive | peak RSS |")

@@ -70,6 +70,7 @@ struct ProfileCommand: ParsableCommand {
     }
 
     func run() throws {
+        if let warning = MachineInfo.openBLASWarning() { printErr(warning) }
         let model = try modelOptions.loadModel()
         let c = model.config
         var ids: [Int32]
@@ -150,7 +151,7 @@ struct ProfileCommand: ParsableCommand {
             print(jsonString(JSONReport(model: model.path, machine: "\(MachineInfo.cpuModel), \(MachineInfo.cores) cores", runs: out, max_logit_difference: diff)))
             return
         }
-        print("model: \(model.path)\nprefill \(batch) × \(ids.count) tokens, then \(n) decode steps of \(batch) sequence(s); machine: \(MachineInfo.cpuModel), \(MachineInfo.cores) cores\n")
+        print("model: \(model.path)\nprefill \(batch) × \(ids.count) tokens, then \(n) decode steps of \(batch) sequence(s); machine: \(MachineInfo.cpuModel), \(MachineInfo.cores) cores; OpenBLAS core \(MachineInfo.openBLASCore)\n")
         for r in runs {
             let accounted = Double(r.profiler.totalNanoseconds) / 1e9
             print(String(format: "%@: wall %.1f ms (%.1f ms without the profiler: overhead %+.1f%%); named ops account for %.1f%%",

@@ -128,8 +128,10 @@ struct InfoCommand: ParsableCommand {
             print("a context (simd, --weights \(weights), 1 slot × \(context.contextLength) positions) holds:")
             print("  weights resident  \(formatBytes(resident).leftPad(10))  (\(weights == .native ? "panels of the file's blocks; the mapped pages are released" : "float32, and the simd backend's packed copy"))")
             print("  KV cache          \(formatBytes(context.kvCacheBytes).leftPad(10))  (reserved; memory only for the positions written)")
-            print("  activations       \(formatBytes(context.scratchBytes).leftPad(10))")
+            print("  activations       \(formatBytes(context.scratchBytes).leftPad(10))  (as naive/blas size them, score matrix included)")
         }
+        print("OpenBLAS core: \(MachineInfo.openBLASCore) (OPENBLAS_CORETYPE=\(MachineInfo.openBLASCoreType))")
+        if let warning = MachineInfo.openBLASWarning() { print(warning) }
     }
 
     func short(_ v: GGUFValue) -> String {

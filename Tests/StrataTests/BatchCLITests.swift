@@ -70,6 +70,34 @@ import Testing
         #expect(o.contains { key($0) == "huge" && ($0["finish_reason"] as? String) == "length" })
     }
 
+    /// SIGTERM (Slurm, Kubernetes) stops the job after the current step like Ctrl-C: it exits with
+    /// 143, not by the signal, keeps every finished line, and the rerun completes every id once.
+    @Test func sigtermStopsCleanlyAndTheRerunCompletes() throws {
+        let l = lines(120, maxTokens: 60)
+        let inPath = try input(l)
+        let out = TempFiles.directory + "/term-\(UUID()).jsonl"
+        let args = ["batch", "--model", tinyPath, "--backend", "naive", "--input", inPath, "--parallel", "4", "--output", out]
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: CLI.binary)
+        p.arguments = args
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        var written = 0
+        for _ in 0 ..< 4000 {
+            written = ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").split(separator: "\n").count
+            if written >= 8 { break }
+            usleep(2000)
+        }
+        kill(p.processIdentifier, SIGTERM)
+        p.waitUntilExit()
+        #expect(p.terminationReason == .exit && p.terminationStatus == 143, "\(p.terminationReason.rawValue) \(p.terminationStatus)")
+        let partial = try outputLines(out)
+        #expect(partial.count >= written && partial.count < 120, "\(partial.count) lines after SIGTERM")
+        #expect(try CLI.run(args).status == 0)
+        let all = try outputLines(out)
+        #expect(all.count == 120 && Set(all.map(key)).count == 120)
+    }
+
     @Test func duplicateIdsFailBeforeStarting() throws {
         let l = ["{\"id\": 1, \"prompt\": \"a\"}", "{\"id\": 2, \"prompt\": \"b\"}", "{\"id\": 1, \"prompt\": \"c\"}"]
         let out = TempFiles.directory + "/dup-\(UUID()).jsonl"

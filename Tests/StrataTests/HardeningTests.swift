@@ -70,4 +70,36 @@ import Testing
         try alone.prefill([Int32]([5, 6, 7]))
         #expect(both.logits(row: 0) == alone.logits(row: 0))
     }
+
+    /// OpenBLAS's generic cores on a CPU with AVX2 or AVX-512 get a warning naming the
+    /// OPENBLAS_CORETYPE that selects its real kernels; a matching core gets none.
+    @Test func openBLASGenericCoreIsReported() {
+        let avx512: Set<String> = ["avx2", "avx512f", "avx512bw"], avx2: Set<String> = ["avx2", "fma"]
+        #expect(MachineInfo.openBLASWarning(core: "Prescott", flags: avx512)?.contains("OPENBLAS_CORETYPE=SkylakeX") == true)
+        #expect(MachineInfo.openBLASWarning(core: "Prescott", flags: avx2)?.contains("OPENBLAS_CORETYPE=Haswell") == true)
+        #expect(MachineInfo.openBLASWarning(core: "Haswell", flags: avx512) == nil)
+        #expect(MachineInfo.openBLASWarning(core: "Prescott", flags: ["sse3"]) == nil)
+        #expect(!MachineInfo.openBLASCore.isEmpty)
+    }
+
+    /// The memory check honours a cgroup limit (v2 and v1), which /proc/meminfo does not show.
+    @Test func cgroupLimitsAreRead() throws {
+        let fm = FileManager.default
+        let root = TempFiles.directory + "/cg-\(UUID())"
+        try fm.createDirectory(atPath: root + "/job", withIntermediateDirectories: true)
+        try "1073741824\n".write(toFile: root + "/job/memory.max", atomically: true, encoding: .utf8)
+        try "73741824\n".write(toFile: root + "/job/memory.current", atomically: true, encoding: .utf8)
+        let v2 = CgroupMemory.read(root: root, selfCgroup: "0::/job\n")
+        #expect(v2?.limit == 1_073_741_824 && v2?.usage == 73_741_824)
+        try "max\n".write(toFile: root + "/job/memory.max", atomically: true, encoding: .utf8)
+        #expect(CgroupMemory.read(root: root, selfCgroup: "0::/job\n") == nil)
+        try fm.createDirectory(atPath: root + "/memory/batch", withIntermediateDirectories: true)
+        try "2147483648".write(toFile: root + "/memory/batch/memory.limit_in_bytes", atomically: true, encoding: .utf8)
+        try "1000".write(toFile: root + "/memory/batch/memory.usage_in_bytes", atomically: true, encoding: .utf8)
+        let v1 = CgroupMemory.read(root: root, selfCgroup: "4:memory:/batch\n0::/job\n")
+        #expect(v1?.limit == 2_147_483_648 && v1?.usage == 1000)
+        try "9223372036854771712".write(toFile: root + "/memory/batch/memory.limit_in_bytes", atomically: true, encoding: .utf8)
+        #expect(CgroupMemory.read(root: root, selfCgroup: "4:memory:/batch\n") == nil)
+        try? fm.removeItem(atPath: root)
+    }
 }

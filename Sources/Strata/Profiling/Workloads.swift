@@ -126,6 +126,8 @@ public func meanAndSD(_ x: [Double]) -> (mean: Double, sd: Double) {
 }
 
 /// The machine, for report headers.
+import COpenBLAS
+
 public enum MachineInfo {
     /// The process's peak resident set so far (VmHWM, Linux), in bytes.
     public static var peakRSS: Int? { procStatus("VmHWM:") }
@@ -163,4 +165,31 @@ public enum MachineInfo {
         return debug ? "debug" : "release"
     }
     public static var openBLASCoreType: String { ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "(auto)" }
+
+    /// The kernel set OpenBLAS chose at run time (`openblas_get_corename`).
+    public static var openBLASCore: String { openblas_get_corename().map { String(cString: $0) } ?? "unknown" }
+
+    /// The CPU's feature flags (`/proc/cpuinfo`).
+    public static var cpuFlags: Set<String> {
+        let text = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+        guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return [] }
+        return Set(line.split(separator: " ").map(String.init))
+    }
+
+    /// OpenBLAS cores without AVX2 kernels: what an OpenBLAS too old for the CPU falls back to
+    /// (Debian's 0.3.21 picks 'Prescott', generic SSE3, on recent Intel Xeons).
+    static let genericOpenBLASCores: Set<String> = ["prescott", "core2", "penryn", "dunnington", "nehalem", "atom", "katmai",
+                                                    "coppermine", "northwood", "banias", "opteron", "opteron_sse3", "barcelona",
+                                                    "bobcat", "sandybridge", "bulldozer", "piledriver", "steamroller", "excavator",
+                                                    "generic", "unknown"]
+
+    /// A warning when OpenBLAS runs generic kernels on a CPU with AVX2 or AVX-512, naming the
+    /// `OPENBLAS_CORETYPE` that would select better ones; nil otherwise.
+    public static func openBLASWarning(core: String = openBLASCore, flags: Set<String> = cpuFlags) -> String? {
+        guard genericOpenBLASCores.contains(core.lowercased()) else { return nil }
+        let better = flags.contains("avx512f") && flags.contains("avx512bw") ? "SkylakeX" : flags.contains("avx2") ? "Haswell" : nil
+        guard let better else { return nil }
+        return "warning: OpenBLAS runs its generic '\(core)' kernels on this CPU (it has \(better == "SkylakeX" ? "AVX-512" : "AVX2")); "
+            + "the blas backend would be several times faster with OPENBLAS_CORETYPE=\(better)"
+    }
 }

@@ -69,13 +69,53 @@ public func formatBytes(_ n: Int) -> String {
     return u == 0 ? "\(n) B" : String(format: "%.1f %@", v, units[u])
 }
 
-/// Memory the system could still give us (MemAvailable on Linux; physical memory elsewhere).
+/// Memory the system could still give us: MemAvailable on Linux (physical memory elsewhere),
+/// and no more than the room left under this process's cgroup limit when there is one (in a
+/// container /proc/meminfo shows the host's memory, and the limit is what kills the job).
 func availableMemory() -> Int {
+    var available = Int(ProcessInfo.processInfo.physicalMemory)
     if let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8) {
         for line in text.split(separator: "\n") where line.hasPrefix("MemAvailable:") {
             let parts = line.split(separator: " ")
-            if parts.count >= 2, let kb = Int(parts[1]) { return kb * 1024 }
+            if parts.count >= 2, let kb = Int(parts[1]) { available = kb * 1024 }
         }
     }
-    return Int(ProcessInfo.processInfo.physicalMemory)
+    if let cg = CgroupMemory.current() { available = min(available, max(0, cg.limit - cg.usage)) }
+    return available
+}
+
+/// The memory limit and usage of this process's cgroup: v2 `memory.max`/`memory.current`, or v1
+/// `memory.limit_in_bytes`/`memory.usage_in_bytes`. nil when there is no limit.
+enum CgroupMemory {
+    static func current() -> (limit: Int, usage: Int)? {
+        let own = (try? String(contentsOfFile: "/proc/self/cgroup", encoding: .utf8)) ?? ""
+        return read(root: "/sys/fs/cgroup", selfCgroup: own)
+    }
+
+    /// `selfCgroup` is the text of /proc/self/cgroup: `0::/path` (v2) or `N:memory:/path` (v1).
+    static func read(root: String, selfCgroup: String) -> (limit: Int, usage: Int)? {
+        func number(_ path: String) -> Int? {
+            (try? String(contentsOfFile: path, encoding: .utf8)).flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        }
+        var v2Path = "", v1Path = ""
+        for line in selfCgroup.split(separator: "\n") {
+            let f = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+            guard f.count == 3 else { continue }
+            if f[0] == "0" && f[1].isEmpty { v2Path = String(f[2]) }
+            if f[1].split(separator: ",").contains("memory") { v1Path = String(f[2]) }
+        }
+        // v2: the process's own cgroup directory, else the root (a container's namespace root).
+        for dir in Set([root + v2Path, root]) {
+            if let limit = number(dir + "/memory.max") {
+                return (limit, number(dir + "/memory.current") ?? 0)
+            }
+        }
+        // v1: an unlimited group reports a number near Int64.max.
+        for dir in Set([root + "/memory" + v1Path, root + "/memory"]) {
+            if let limit = number(dir + "/memory.limit_in_bytes"), limit < 1 << 60 {
+                return (limit, number(dir + "/memory.usage_in_bytes") ?? 0)
+            }
+        }
+        return nil
+    }
 }
