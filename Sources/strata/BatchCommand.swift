@@ -12,7 +12,10 @@ struct BatchCommand: ParsableCommand {
         max_tokens, temperature, top_p, top_k, min_p, repeat_penalty, frequency_penalty, presence_penalty, seed, stop. \
         The command-line sampling options are the defaults for every line.
         Output lines: {"id", "text", "ids", "finish_reason", "prompt_tokens", "completion_tokens"}, or {"id", "line", "error"}.
-        Resumable: ids already in the output are skipped and new lines appended; a torn last line is removed and redone.
+        Resumable: ids already in the output are skipped and new lines appended; a torn last line is removed and redone; \
+        a corrupt line is reported and left, never deleted. The output is opened for append under an exclusive lock; \
+        a write error (a full disk) stops the job with the path and errno, keeping the lines written. \
+        Ids must be strings or integers: any other id gives an error record with the id as given.
         Scale-out: --shard i/n takes every n-th input line starting at line i (0-based), so n machines can split one input.
         """
     )
@@ -99,8 +102,12 @@ struct BatchCommand: ParsableCommand {
                 out.writeError(id: job.idValue, line: job.line, message: "line \(job.line): \(e)")
                 progress.finished(error: true)
             }
-        }, shouldStop: { stop.isSet })
+        }, shouldStop: { stop.isSet || out.failure != nil })
         progress.done()
+        if let failure = out.failure {
+            printErr("batch: \(failure); stopped with \(progress.completed) of \(total) line(s) handled; the lines written are kept, run the same command again to resume")
+            Foundation.exit(1)
+        }
         if stop.isSet {
             printErr("batch: interrupted; \(progress.completed) of \(total) written to \(output). Run the same command again to resume.")
             Foundation.exit(terminated.isSet ? 143 : 130)   // 128 + the signal, as a shell reports it
@@ -202,8 +209,14 @@ struct BatchJobs {
             if let o = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] {
                 object = o
                 if let s = o["id"] as? String { key = "s:" + s; idValue = s }
-                else if let n = o["id"] as? NSNumber, String(cString: n.objCType) != "c" { key = "n:" + n.stringValue; idValue = n }
-                if let prev = firstLine[key], o["id"] != nil {
+                else if let n = o["id"] as? NSNumber, Self.isInteger(n) { key = Self.key(n); idValue = n }
+                else if let bad = o["id"] {
+                    // null, a boolean, a fraction, an array or an object: an error record that gives
+                    // the id back exactly as it came.
+                    idValue = bad
+                    object["__error"] = "line \(number): 'id' must be a string or an integer"
+                }
+                if key.hasPrefix("s:") || key.hasPrefix("n:"), let prev = firstLine[key] {
                     throw ValidationError("duplicate id \(o["id"]!) on input lines \(prev) and \(number)")
                 }
                 firstLine[key] = number
@@ -217,6 +230,20 @@ struct BatchJobs {
         }
     }
 
+    /// An integral JSON number (not a boolean, not a fraction).
+    static func isInteger(_ n: NSNumber) -> Bool {
+        let type = String(cString: n.objCType)
+        if type == "c" || type == "B" { return false }            // JSON true/false
+        if type == "d" || type == "f" { return n.doubleValue.rounded() == n.doubleValue && abs(n.doubleValue) < 9e15 }
+        return true
+    }
+
+    /// The key of an integer id, the same however the number was written (7, 7.0, 7e0).
+    static func key(_ n: NSNumber) -> String {
+        let type = String(cString: n.objCType)
+        return "n:" + (type == "d" || type == "f" ? String(Int64(n.doubleValue)) : n.stringValue)
+    }
+
     mutating func skip(done: Set<String>, doneLines: Set<Int>) {
         pending.removeAll { done.contains($0.key) || doneLines.contains($0.line) }
     }
@@ -228,48 +255,88 @@ extension BatchJob {
 }
 
 /// The output file: reads what is already there (for resuming), then appends one line per result,
-/// synced to disk, so an interrupted job loses at most the sequences in flight.
+/// synced to disk, so an interrupted job loses at most the sequences in flight. Opened for append
+/// with an exclusive lock (two jobs on one file would interleave). Resuming never deletes a complete
+/// line: a line that does not parse is reported and left, and only a torn last line (no newline:
+/// a kill or power loss mid-write) is removed. A write or sync error stops the job (`failure`).
 final class BatchOutput {
     let handle: FileHandle
+    let path: String
     private(set) var doneIds: Set<String> = []
     private(set) var doneLines: Set<Int> = []
+    /// The first write or sync error: the job stops after the current step and reports it.
+    private(set) var failure: String?
 
     init(path: String) throws {
-        let fm = FileManager.default
-        if fm.fileExists(atPath: path) {
+        self.path = path
+        var st = stat()
+        let exists = stat(path, &st) == 0
+        if exists && (st.st_mode & S_IFMT) == S_IFREG {
             let data = try Data(contentsOf: URL(fileURLWithPath: path))
-            var keep = 0
-            var start = 0
             let bytes = [UInt8](data)
+            var start = 0, lineNumber = 0, parsed = 0, bad: [Int] = []
             while let nl = bytes[start...].firstIndex(of: UInt8(ascii: "\n")) {
+                lineNumber += 1
                 let line = Data(bytes[start ..< nl])
-                guard let o = (try? JSONSerialization.jsonObject(with: line)) as? [String: Any] else { break }
-                if let s = o["id"] as? String { doneIds.insert("s:" + s) }
-                else if let n = o["id"] as? NSNumber { doneIds.insert("n:" + n.stringValue) }
-                else if let l = o["line"] as? Int { doneLines.insert(l) }
                 start = nl + 1
-                keep = start
+                if line.allSatisfy({ $0 == 32 || $0 == 9 || $0 == 13 }) { continue }
+                guard let o = (try? JSONSerialization.jsonObject(with: line)) as? [String: Any] else { bad.append(lineNumber); continue }
+                parsed += 1
+                Self.remember(o, ids: &doneIds, lines: &doneLines)
             }
-            if keep < bytes.count {
-                printErr("batch: removing an incomplete last line from \(path) (\(bytes.count - keep) bytes); it will be redone")
+            if parsed == 0 && !bad.isEmpty {
+                throw ValidationError("--output '\(path)' exists and is not the JSONL output of strata batch (line 1 is not a JSON object); refusing to append to it")
+            }
+            for n in bad { printErr("batch: line \(n) of \(path) is not a JSON object; left as it is (its input line will be redone)") }
+            if start < bytes.count {
+                // The last line has no newline: a complete record is kept (its newline added), a
+                // torn one removed.
+                let tail = Data(bytes[start...])
                 let h = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
-                try h.truncate(atOffset: UInt64(keep))
+                if let o = (try? JSONSerialization.jsonObject(with: tail)) as? [String: Any] {
+                    Self.remember(o, ids: &doneIds, lines: &doneLines)
+                    try h.seekToEnd()
+                    try h.write(contentsOf: Data([UInt8(ascii: "\n")]))
+                } else {
+                    printErr("batch: removing an incomplete last line from \(path) (\(bytes.count - start) bytes); it will be redone")
+                    try h.truncate(atOffset: UInt64(start))
+                }
                 try h.close()
             }
-        } else {
-            guard fm.createFile(atPath: path, contents: nil) else {
-                throw ValidationError("cannot create --output '\(path)'")
-            }
         }
-        handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
-        try handle.seekToEnd()
+        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw ValidationError("cannot open --output '\(path)': \(String(cString: strerror(errno)))") }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            close(fd)
+            throw ValidationError("--output '\(path)' is locked by another strata batch job")
+        }
+        handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+    }
+
+    /// Records an output line's id (or, for an error record without a usable id, its line).
+    private static func remember(_ o: [String: Any], ids: inout Set<String>, lines: inout Set<Int>) {
+        if let s = o["id"] as? String { ids.insert("s:" + s) }
+        else if let n = o["id"] as? NSNumber, BatchJobs.isInteger(n) { ids.insert(BatchJobs.key(n)) }
+        else if let l = o["line"] as? Int { lines.insert(l) }
     }
 
     func write(_ object: [String: Any]) {
-        var data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+        guard failure == nil else { return }
+        var data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes, .fragmentsAllowed])
         data.append(UInt8(ascii: "\n"))
-        handle.write(data)
-        try? handle.synchronize()
+        do {
+            try handle.write(contentsOf: data)
+            try handle.synchronize()
+        } catch {
+            failure = "cannot write to \(path): \((error as NSError).localizedDescription) (\(Self.errnoText(error)))"
+        }
+    }
+
+    private static func errnoText(_ error: Error) -> String {
+        let ns = error as NSError
+        if let u = ns.userInfo[NSUnderlyingErrorKey] as? NSError, u.domain == NSPOSIXErrorDomain { return "errno \(u.code): \(String(cString: strerror(Int32(u.code))))" }
+        if ns.domain == NSPOSIXErrorDomain { return "errno \(ns.code): \(String(cString: strerror(Int32(ns.code))))" }
+        return "\(ns.domain) \(ns.code)"
     }
 
     func writeResult(id: Any, result r: GenerationResult) {

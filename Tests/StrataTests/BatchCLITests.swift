@@ -98,6 +98,75 @@ import Testing
         #expect(all.count == 120 && Set(all.map(key)).count == 120)
     }
 
+    /// A corrupt line in the middle of an existing output is reported and left: no complete line
+    /// after it is deleted, and its input line is redone.
+    @Test func resumeNeverDeletesCompleteLines() throws {
+        let inPath = try input(lines(12, maxTokens: 3))
+        let out = TempFiles.directory + "/mid-\(UUID()).jsonl"
+        let args = ["batch", "--model", tinyPath, "--backend", "naive", "--input", inPath, "--output", out, "--parallel", "3"]
+        #expect(try CLI.run(args).status == 0)
+        var text = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").map(String.init)
+        #expect(text.count == 12)
+        let lost = text[4]
+        text[4] = "{\"id\": garbage"
+        try (text.joined(separator: "\n") + "\n").write(toFile: out, atomically: true, encoding: .utf8)
+        let r = try CLI.run(args)
+        #expect(r.status == 0 && r.stderr.contains("line 5 of"), "\(r.stderr)")
+        let after = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").map(String.init)
+        #expect(after.count == 13 && Array(after.prefix(12)) == text, "every line kept, one appended")
+        let records = after.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        #expect(records.count == 12 && Set(records.map(key)).count == 12)
+        let redone = try #require(try JSONSerialization.jsonObject(with: Data(lost.utf8)) as? [String: Any])
+        #expect(key(records.last!) == key(redone))
+    }
+
+    /// An existing file that is not JSONL is never cut: the job refuses it before loading.
+    @Test func aNonJSONLOutputIsRefusedAndKept() throws {
+        let out = TempFiles.directory + "/notes-\(UUID()).txt"
+        try "my notes\nmore notes\n".write(toFile: out, atomically: true, encoding: .utf8)
+        let r = try CLI.run(["batch", "--model", tinyPath, "--input", try input(lines(2, maxTokens: 2)), "--output", out])
+        #expect(r.status == 2 && r.stderr.contains("refusing to append"), "\(r.stderr)")
+        #expect(try String(contentsOfFile: out, encoding: .utf8) == "my notes\nmore notes\n")
+    }
+
+    /// Two jobs on one output would interleave their lines: the second is refused.
+    @Test func aLockedOutputIsRefused() throws {
+        let out = TempFiles.directory + "/locked-\(UUID()).jsonl"
+        FileManager.default.createFile(atPath: out, contents: nil)
+        let fd = open(out, O_WRONLY)
+        defer { close(fd) }
+        #expect(flock(fd, LOCK_EX | LOCK_NB) == 0)
+        let r = try CLI.run(["batch", "--model", tinyPath, "--input", try input(lines(2, maxTokens: 2)), "--output", out])
+        #expect(r.status == 2 && r.stderr.contains("locked by another"), "\(r.stderr)")
+    }
+
+    /// Ids must be strings or integers; any other id gives an error record with the id exactly as
+    /// given, and a rerun does not redo or duplicate anything.
+    @Test func idsThatAreNotStringsOrIntegersAreErrors() throws {
+        var l = lines(1, maxTokens: 2)
+        for id in ["null", "true", "[1, 2]", "{\"a\": 1}", "1.5"] { l.append("{\"id\": \(id), \"prompt\": \"the cat\"}") }
+        l.append("{\"id\": 7.0, \"prompt\": \"the cat\", \"max_tokens\": 2}")
+        let out = TempFiles.directory + "/ids-\(UUID()).jsonl"
+        let args = ["batch", "--model", tinyPath, "--backend", "naive", "--input", try input(l), "--output", out]
+        #expect(try CLI.run(args).status == 0)
+        let o = try outputLines(out)
+        #expect(o.count == 7)
+        let errors = o.filter { ($0["error"] as? String)?.contains("must be a string or an integer") == true }
+        #expect(errors.count == 5)
+        #expect(errors.contains { $0["id"] is NSNull } && errors.contains { ($0["id"] as? [Int]) == [1, 2] })
+        #expect(errors.contains { ($0["id"] as? [String: Int]) == ["a": 1] } && errors.contains { ($0["id"] as? Double) == 1.5 })
+        #expect(o.contains { $0["error"] == nil && ($0["id"] as? NSNumber)?.intValue == 7 })
+        let again = try CLI.run(args)
+        #expect(again.status == 0 && again.stderr.contains("nothing to do"), "\(again.stderr)")
+        #expect(try outputLines(out).count == 7)
+    }
+
+    /// A full disk stops the job with the path and errno (exit 1), not a crash.
+    @Test func aFullDiskIsAClearError() throws {
+        let r = try CLI.run(["batch", "--model", tinyPath, "--input", try input(lines(2, maxTokens: 2)), "--output", "/dev/full"])
+        #expect(r.status == 1 && r.stderr.contains("/dev/full") && r.stderr.contains("errno 28"), "\(r.status) \(r.stderr)")
+    }
+
     @Test func duplicateIdsFailBeforeStarting() throws {
         let l = ["{\"id\": 1, \"prompt\": \"a\"}", "{\"id\": 2, \"prompt\": \"b\"}", "{\"id\": 1, \"prompt\": \"c\"}"]
         let out = TempFiles.directory + "/dup-\(UUID()).jsonl"
