@@ -58,7 +58,9 @@ public final class Engine: @unchecked Sendable {
         switch prompt {
         case let .ids(ids): return ids
         case let .text(s): return tokenizer.encode(s, special: true, addSpecial: true)
-        case let .messages(m): return tokenizer.encode(try requireTemplate().render(m), addSpecial: true)
+        case let .messages(m):
+            try ChatTemplate.validate(m)
+            return tokenizer.encode(try requireTemplate().render(m), addSpecial: true)
         }
     }
 

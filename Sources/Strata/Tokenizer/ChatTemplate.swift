@@ -1,3 +1,5 @@
+import Foundation
+
 /// One message of a conversation.
 public struct ChatMessage: Sendable, Equatable, Codable {
     public var role: String
@@ -25,9 +27,12 @@ public enum ChatTemplateError: Error, Equatable, CustomStringConvertible {
     case unrecognised(known: [String])
     case missing(known: [String])
     case unknownName(String, known: [String])
+    case invalidRole(String)
 
     public var description: String {
         switch self {
+        case let .invalidRole(r):
+            return "message role \(r.debugDescription) is not a plain name (letters, digits, '_' or '-', at most 32): roles are rendered into the template's control tokens"
         case let .unrecognised(known):
             return "the model's chat template (tokenizer.chat_template) is not one Strata recognises; pass --chat-template NAME with one of: \(known.joined(separator: ", "))"
         case let .missing(known):
@@ -98,6 +103,18 @@ public enum ChatTemplate: Sendable, Equatable {
         let body = String(rest[..<end.lowerBound])
         // Only a literal: a template that builds it from variables has no fixed default.
         return body.contains("{{") || body.contains("'") || body.contains("\"") ? nil : body
+    }
+
+    /// Roles are rendered as markup (Phi-3 and Zephyr even spell them inside control tokens), so a
+    /// role must be a plain name: letters, digits, '_' or '-', 1 to 32 characters. Anything else
+    /// could inject control tokens.
+    public static func validate(_ messages: [ChatMessage]) throws {
+        for m in messages {
+            let ok = (1 ... 32).contains(m.role.count) && m.role.unicodeScalars.allSatisfy {
+                ($0.isASCII && (CharacterSet.alphanumerics.contains($0))) || $0 == "_" || $0 == "-"
+            }
+            guard ok else { throw ChatTemplateError.invalidRole(m.role) }
+        }
     }
 
     /// Renders messages, then the opening of the assistant's turn when `addGenerationPrompt`.
