@@ -69,8 +69,20 @@ import Testing
         try p.run()
         inp.fileHandleForWriting.write(Data("Tell me a very long story.\n".utf8))
         // Wait for the answer to start streaming, then interrupt it.
+        // (availableData blocks until data comes or the pipe closes; empty means chat exited early,
+        // which must fail the test rather than spin forever.)
         var received = Data()
-        while received.count < 20 { received.append(out.fileHandleForReading.availableData) }
+        while received.count < 20 {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            received.append(chunk)
+        }
+        guard received.count >= 20 else {
+            p.waitUntilExit()
+            let errText = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            Issue.record("chat exited (status \(p.terminationStatus)) before answering: \(errText)")
+            return
+        }
         kill(p.processIdentifier, SIGINT)
         inp.fileHandleForWriting.write(Data("/quit\n".utf8))
         try inp.fileHandleForWriting.close()
