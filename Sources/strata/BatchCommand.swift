@@ -202,7 +202,9 @@ struct BatchJobs {
             let number = index + 1
             let text = String(decoding: raw, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
             if text.isEmpty { continue }
-            if let (i, n) = shard, index % n != i { continue }
+            // Every line's id is checked for duplicates, the other shards' too (each shard of a
+            // job sees the same input, so a duplicate anywhere would be written twice).
+            let mine = shard.map { index % $0.1 == $0.0 } ?? true
             var object: [String: Any] = [:]
             var key = "#line\(number)"
             var idValue: Any = NSNull()
@@ -224,6 +226,7 @@ struct BatchJobs {
             } else {
                 object["__error"] = "line \(number): not a JSON object"
             }
+            guard mine else { continue }
             let job = BatchJob(line: number, key: key, idValue: idValue, object: object)
             pending.append(job)
             byKey[key] = job

@@ -181,6 +181,16 @@ import Testing
         #expect(o.contains { key($0) == "ok" && $0["error"] == nil })
     }
 
+    /// A duplicate id is refused even when its lines fall in different shards.
+    @Test func duplicateIdsAcrossShardsAreRefused() throws {
+        let l = ["{\"id\": 1, \"prompt\": \"a\"}", "{\"id\": 1, \"prompt\": \"b\"}", "{\"id\": 2, \"prompt\": \"c\"}"]
+        for shard in ["0/2", "1/2"] {
+            let out = TempFiles.directory + "/dupshard-\(UUID()).jsonl"
+            let r = try CLI.run(["batch", "--model", tinyPath, "--input", try input(l), "--output", out, "--shard", shard])
+            #expect(r.status == 2 && r.stderr.contains("duplicate id 1 on input lines 1 and 2"), "\(shard): \(r.stderr)")
+        }
+    }
+
     @Test func duplicateIdsFailBeforeStarting() throws {
         let l = ["{\"id\": 1, \"prompt\": \"a\"}", "{\"id\": 2, \"prompt\": \"b\"}", "{\"id\": 1, \"prompt\": \"c\"}"]
         let out = TempFiles.directory + "/dup-\(UUID()).jsonl"
