@@ -53,6 +53,18 @@ AI void FN(take)(FN(sink) *s, const int R, int p, VF lo, VF hi) {
     }
 }
 
+/// The values d · q of input p (Q3_K, Q6_K: the products are exact or rounded once, as ggml's).
+AI void FN(take_scaled)(FN(sink) *s, const int R, int p, VI q0, VI q1, VF d0, VF d1) {
+    FN(take)(s, R, p, d0 * __builtin_convertvector(q0, VF), d1 * __builtin_convertvector(q1, VF));
+}
+
+/// The values d · q − m of input p (Q2_K, Q4_K, Q5_K). d · q is exact in float (at most 4 + 11 + 5
+/// significant bits), so one fused multiply-add rounds exactly as ggml's d · q − m does.
+AI void FN(take_fma)(FN(sink) *s, const int R, int p, VI q0, VI q1, VF d0, VF d1, VF m0, VF m1) {
+    FN(take)(s, R, p, __builtin_elementwise_fma(d0, __builtin_convertvector(q0, VF), -m0),
+             __builtin_elementwise_fma(d1, __builtin_convertvector(q1, VF), -m1));
+}
+
 AI void FN(walk_q4q5)(const uint8_t *src, int k, FN(sink) *s, const int R, const int hasMin, const int five) {
     const size_t rec = (size_t)((hasMin ? 4 : 2) * W + (five ? 4 * W : 0) + 16 * W);
     for (int b = 0; b < k / 32; b++) {
@@ -107,9 +119,7 @@ AI void FN(walk_q2_K)(const uint8_t *src, int k, FN(sink) *s, const int R) {
             VF ml0 = n0 * __builtin_convertvector(FN(u8)(s0 >> 4), VF), ml1 = n1 * __builtin_convertvector(FN(u8)(s1 >> 4), VF);
             for (int p = j * 16; p < j * 16 + 16; p++) {
                 VI q0 = FN(bits)(FN(word)(two + p * (W / 4), H / 4), 2), q1 = FN(bits)(FN(word)(two + p * (W / 4) + H / 4, H / 4), 2);
-                // dl · q is exact (≤ 4 + 11 + 2 bits): one fused multiply-add, ggml's rounding.
-                FN(take)(s, R, b * 256 + p, __builtin_elementwise_fma(dl0, __builtin_convertvector(q0, VF), -ml0),
-                         __builtin_elementwise_fma(dl1, __builtin_convertvector(q1, VF), -ml1));
+                FN(take_fma)(s, R, b * 256 + p, q0, q1, dl0, dl1, ml0, ml1);
             }
         }
     }
@@ -127,7 +137,7 @@ AI void FN(walk_q3_K)(const uint8_t *src, int k, FN(sink) *s, const int R) {
                 VI q0 = FN(bits)(FN(word)(two + p * (W / 4), H / 4), 2), q1 = FN(bits)(FN(word)(two + p * (W / 4) + H / 4, H / 4), 2);
                 VI h0 = FN(bits)(FN(word)(bit + p * (W / 8), H / 8), 1), h1 = FN(bits)(FN(word)(bit + p * (W / 8) + H / 8, H / 8), 1);
                 q0 -= (1 - h0) * 4; q1 -= (1 - h1) * 4;
-                FN(take)(s, R, b * 256 + p, dl0 * __builtin_convertvector(q0, VF), dl1 * __builtin_convertvector(q1, VF));
+                FN(take_scaled)(s, R, b * 256 + p, q0, q1, dl0, dl1);
             }
         }
     }
@@ -151,9 +161,7 @@ AI void FN(walk_q45_K)(const uint8_t *src, int k, FN(sink) *s, const int R, cons
                     q0 |= FN(bits)(FN(word)(bit + p * (W / 8), H / 8), 1) << 4;
                     q1 |= FN(bits)(FN(word)(bit + p * (W / 8) + H / 8, H / 8), 1) << 4;
                 }
-                // d · sc · q is exact (≤ 11 + 6 + 5 bits): one fused multiply-add, ggml's rounding.
-                FN(take)(s, R, b * 256 + p, __builtin_elementwise_fma(dl0, __builtin_convertvector(q0, VF), -ml0),
-                         __builtin_elementwise_fma(dl1, __builtin_convertvector(q1, VF), -ml1));
+                FN(take_fma)(s, R, b * 256 + p, q0, q1, dl0, dl1, ml0, ml1);
             }
         }
     }
@@ -171,7 +179,7 @@ AI void FN(walk_q6_K)(const uint8_t *src, int k, FN(sink) *s, const int R) {
                 VB q = FN(bytes)(nib + p * H);
                 VI q0 = (FN(u8)(q & 15) | FN(bits)(FN(word)(two + p * (W / 4), H / 4), 2) << 4) - 32;
                 VI q1 = (FN(u8)(q >> 4) | FN(bits)(FN(word)(two + p * (W / 4) + H / 4, H / 4), 2) << 4) - 32;
-                FN(take)(s, R, b * 256 + p, dl0 * __builtin_convertvector(q0, VF), dl1 * __builtin_convertvector(q1, VF));
+                FN(take_scaled)(s, R, b * 256 + p, q0, q1, dl0, dl1);
             }
         }
     }

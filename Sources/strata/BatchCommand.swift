@@ -325,9 +325,11 @@ final class BatchOutput {
 
     func write(_ object: [String: Any]) {
         guard failure == nil else { return }
-        var data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes, .fragmentsAllowed])
-        data.append(UInt8(ascii: "\n"))
         do {
+            // Every value comes from parsed JSON or from Strata: serialisable, but an error stops
+            // the job with a message rather than a trap.
+            var data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+            data.append(UInt8(ascii: "\n"))
             try handle.write(contentsOf: data)
             try handle.synchronize()
         } catch {

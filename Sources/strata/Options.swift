@@ -137,11 +137,15 @@ func readText(_ arg: String) throws -> String {
     return s
 }
 
-/// JSON encoding with stable key order.
+/// JSON encoding with stable key order. A non-finite number (a rate over a zero time) is written
+/// as the string "nan"/"inf"/"-inf" rather than failing the encoding.
 func jsonString<T: Encodable>(_ value: T) -> String {
     let e = JSONEncoder()
     e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-    return String(decoding: try! e.encode(value), as: UTF8.self)
+    e.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+    do { return String(decoding: try e.encode(value), as: UTF8.self) } catch {
+        return #"{"error": "cannot encode the report as JSON: "# + "\(error)".replacingOccurrences(of: "\"", with: "'") + #""}"#
+    }
 }
 
 /// Makes whitespace visible: space ·, tab →, newline ↵, carriage return ␍, other controls as \u{..}.

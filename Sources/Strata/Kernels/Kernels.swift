@@ -14,11 +14,12 @@ public enum Kernels {
     public static func matmul(a: FloatBuffer, packed w: PackedMatrix, c: FloatBuffer, m: Int, threads: Int? = nil) {
         precondition(a.count >= m * w.cols && c.count >= m * w.rows, "matmul: buffers too small for [\(m)×\(w.cols)]·[\(w.rows)×\(w.cols)]ᵀ")
         let n = max(1, min(threads ?? ThreadPool.shared.width, ThreadPool.shared.width))
-        let scratch = FloatBuffer(count: n * w.scratchFloats, zeroed: false)
-        let q8 = UnsafeMutablePointer<strata_q8_block>.allocate(capacity: max(1, m * w.activationBlocks))
-        defer { q8.deallocate() }
+        // Scratch only for quantized panels (float panels, as the microbenchmarks time them, need none).
+        let scratch = w.scratchFloats > 0 ? FloatBuffer(count: n * w.scratchFloats, zeroed: false) : nil
+        let q8 = w.isInteger ? UnsafeMutablePointer<strata_q8_block>.allocate(capacity: max(1, m * w.activationBlocks)) : nil
+        defer { q8?.deallocate() }
         PackedGEMM.parallel(a: a.matrix(rows: m, cols: w.cols), w: w, c: c.matrix(rows: m, cols: w.rows), accumulate: false,
-                            threads: n, scratch: scratch.base, stride: w.scratchFloats, q8: q8)
+                            threads: n, scratch: scratch?.base, stride: w.scratchFloats, q8: q8)
     }
 
     /// `c[m, n] = a[m, k] · Wᵀ` for a model weight of any type on `backend` (simd packs it first,

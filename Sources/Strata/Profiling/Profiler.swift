@@ -87,8 +87,8 @@ public final class Profiler: ExecutionObserver {
     // MARK: - Exports
 
     /// Chrome / Perfetto trace: one complete ("X") event per op per layer, in microseconds.
-    public func chromeTrace(label: String = "strata") -> Data {
-        let t0 = events.first?.start ?? 0
+    public func chromeTrace(label: String = "strata") throws -> Data {
+        let t0 = events.map(\.start).min() ?? 0
         var list: [[String: Any]] = [["name": "process_name", "ph": "M", "pid": 1, "args": ["name": label]]]
         for e in events {
             let name = e.layer.map { "blk.\($0).\(e.kind.rawValue)" } ?? e.kind.rawValue
@@ -97,7 +97,7 @@ public final class Profiler: ExecutionObserver {
                          "ts": Double(e.start - t0) / 1e3, "dur": Double(e.duration) / 1e3,
                          "args": ["layer": e.layer ?? -1, "rows": e.rows, "phase": e.phase.rawValue]])
         }
-        return try! JSONSerialization.data(withJSONObject: ["traceEvents": list, "displayTimeUnit": "ms"], options: [.sortedKeys])
+        return try JSONSerialization.data(withJSONObject: ["traceEvents": list, "displayTimeUnit": "ms"], options: [.sortedKeys])
     }
 
     /// An SVG chart: time per layer stacked by op kind, prefill and decode side by side.
