@@ -23,6 +23,8 @@ struct BenchCommand: ParsableCommand {
     var weights: String = "native"
     @Option(help: "Activations for simd with native weights, comma-separated: f32 (exact), q8 (8-bit blocks, integer kernels).")
     var activations: String = "f32"
+    @Option(name: .customLong("cache-type"), help: "KV cache element type for every configuration: f32 or f16.")
+    var cacheType: KVCacheType = .f32
     @Option(help: "Kernel thread counts, comma-separated (Strata's pool for simd, OpenBLAS's for blas).")
     var threads: String = "1,2"
     @Option(help: "Batch sizes for the batch test, comma-separated (0 or empty: no batch test).")
@@ -83,6 +85,7 @@ struct BenchCommand: ParsableCommand {
         let backend: String
         let weights: String
         let activations: String
+        let cache_type: String
         let threads: Int
         let n_prompt: Int
         let n_gen: Int
@@ -136,7 +139,7 @@ struct BenchCommand: ParsableCommand {
             for t in threadList {
                 for test in tests {
                     MachineInfo.resetPeakRSS()
-                    let ctx = try InferenceContext(model: m, options: Workloads.contextOptions(for: test, backend: backend, threads: t, activations: act))
+                    let ctx = try InferenceContext(model: m, options: Workloads.contextOptions(for: test, backend: backend, threads: t, activations: act, cacheType: cacheType))
                     printErr("bench: \(test) \(backend) weights=\(mode) activations=\(act) threads=\(t) …")
                     _ = try Workloads.run(test, context: ctx, seed: 999)   // warm-up
                     var samples: [WorkloadResult] = []
@@ -147,7 +150,7 @@ struct BenchCommand: ParsableCommand {
                     case let .generate(x): ("tg\(x)", 0, x, 1)
                     case let .batch(b, pp, g): ("batch\(b)", pp, g, b)
                     }
-                    var rec = Record(test: name, backend: backend.rawValue, weights: mode.rawValue, activations: act.rawValue, threads: t, n_prompt: nPrompt, n_gen: nGen,
+                    var rec = Record(test: name, backend: backend.rawValue, weights: mode.rawValue, activations: act.rawValue, cache_type: cacheType.rawValue, threads: t, n_prompt: nPrompt, n_gen: nGen,
                                      batch: batchSize, repetitions: r, tokens_per_second: mean, sd: sd, samples: samples.map(\.tokensPerSecond))
                     rec.peak_rss_bytes = MachineInfo.peakRSS
                     if case .batch = test {

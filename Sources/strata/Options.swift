@@ -5,6 +5,7 @@ import Strata
 extension Backend: ExpressibleByArgument {}
 extension WeightsMode: ExpressibleByArgument {}
 extension ActivationMode: ExpressibleByArgument {}
+extension KVCacheType: ExpressibleByArgument {}
 
 /// Which model, which kernels, how large a context.
 struct ModelOptions: ParsableArguments {
@@ -23,6 +24,9 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "simd with native Q4_0/Q4_1/Q8_0 weights: f32 activations (exact: the f32 results bit for bit) or q8 (8-bit activation blocks and integer dot products, as llama.cpp: faster, logits move by the rounding).")
     var activations: ActivationMode = .f32
 
+    @Option(name: .customLong("cache-type"), help: "KV cache element type: f32, or f16 (half the memory; attention reads it directly).")
+    var cacheType: KVCacheType = .f32
+
     @Option(help: "Context length in tokens (default: the model's).")
     var ctx: Int?
 
@@ -40,7 +44,8 @@ struct ModelOptions: ParsableArguments {
 
     func contextOptions(slots: Int = 1, maxLogitsRows: Int? = nil) -> ContextOptions {
         ContextOptions(backend: backend, threads: threads, contextLength: ctx, slots: slots,
-                       maxBatchTokens: batchTokens, maxLogitsRows: maxLogitsRows, activations: activations)
+                       maxBatchTokens: batchTokens, maxLogitsRows: maxLogitsRows, activations: activations,
+                       cacheType: cacheType)
     }
 
     func loadModel() throws -> Model {
@@ -58,7 +63,7 @@ struct ModelOptions: ParsableArguments {
 
     func report(_ ctx: InferenceContext) {
         guard verbose else { return }
-        printErr("context: \(ctx.slots) slot(s) × \(ctx.contextLength) positions, KV cache \(formatBytes(ctx.kvCacheBytes)), activations \(formatBytes(ctx.scratchBytes)), backend \(ctx.backend), \(ctx.backend == .blas ? BLASThreads.configured : ctx.backend == .simd ? ctx.threads : 1) thread(s)\(ctx.packedWeightBytes > 0 ? ", packed weights " + formatBytes(ctx.packedWeightBytes) : "")")
+        printErr("context: \(ctx.slots) slot(s) × \(ctx.contextLength) positions, KV cache \(formatBytes(ctx.kvCacheBytes)) (\(ctx.cacheType)), activations \(formatBytes(ctx.scratchBytes)), backend \(ctx.backend), \(ctx.backend == .blas ? BLASThreads.configured : ctx.backend == .simd ? ctx.threads : 1) thread(s)\(ctx.packedWeightBytes > 0 ? ", packed weights " + formatBytes(ctx.packedWeightBytes) : "")")
     }
 }
 

@@ -87,7 +87,7 @@ struct ProfileCommand: ParsableCommand {
             let B = batch
             let ctx = try InferenceContext(model: model, options: ContextOptions(backend: b, threads: modelOptions.threads, contextLength: ctxLen,
                                                                                  slots: B, maxBatchTokens: max(ids.count * B, 1), maxLogitsRows: B,
-                                                                                 activations: modelOptions.activations))
+                                                                                 activations: modelOptions.activations, cacheType: modelOptions.cacheType))
             let samplers = (0 ..< B).map { _ in Sampler(parameters: .greedy, vocabularySize: c.vocabSize) }
             // Sequence s > 0 gets the prompt rotated by s tokens, so the sequences differ.
             let prompts = (0 ..< B).map { s in Array(ids[(s % ids.count)...] + ids[..<(s % ids.count)]) }
@@ -199,6 +199,8 @@ struct ModelOptionsNoBackend: ParsableArguments {
     var weights: WeightsMode = .native
     @Option(help: "simd with native weights: f32 (exact) or q8 activations (8-bit blocks, integer kernels).")
     var activations: ActivationMode = .f32
+    @Option(name: .customLong("cache-type"), help: "KV cache element type: f32 or f16.")
+    var cacheType: KVCacheType = .f32
 
     func validate() throws { if let t = threads, t < 1 { throw ValidationError("--threads must be ≥ 1") } }
 

@@ -127,7 +127,7 @@ struct InfoCommand: ParsableCommand {
             let resident = m.packedWeightBytes() + vectors + (weights == .f32 ? m.weights.bytes - vectors : 0)
             print("a context (simd, --weights \(weights), 1 slot × \(context.contextLength) positions) holds:")
             print("  weights resident  \(formatBytes(resident).leftPad(10))  (\(weights == .native ? "panels of the file's blocks; the mapped pages are released" : "float32, and the simd backend's packed copy"))")
-            print("  KV cache          \(formatBytes(context.kvCacheBytes).leftPad(10))  (reserved; memory only for the positions written)")
+            print("  KV cache          \(formatBytes(context.kvCacheBytes).leftPad(10))  (--cache-type f32; f16: \(formatBytes(context.kvCacheBytes / 2)); reserved, memory only for the positions written)")
             print("  activations       \(formatBytes(context.scratchBytes).leftPad(10))  (as naive/blas size them, score matrix included)")
         }
         print("OpenBLAS core: \(MachineInfo.openBLASCore) (OPENBLAS_CORETYPE=\(MachineInfo.openBLASCoreType))")

@@ -86,6 +86,42 @@ import Testing
         #expect(ctx.lengths == [6, 1, 3, 8])
     }
 
+    /// `--cache-type f16`: half the cache bytes; keys and values rounded to half precision, so the
+    /// logits move (a little) from the float32 cache's; every backend reads the half cache row by
+    /// row, so a ragged batch gives each sequence's logits bit for bit (blas: within rounding, as
+    /// its GEMMs differ by row count), and decoding on the cache equals recomputing the prefix.
+    @Test(arguments: Backend.allCases)
+    func halfPrecisionCache(backend: Backend) throws {
+        let seqs: [[Int32]] = [[4, 9, 2, 77, 31], [100], [250, 1, 60, 61, 62, 63, 64, 65, 66, 67, 68, 69, 70, 71, 72, 73, 74, 75, 76, 77]]
+        func options(_ slots: Int, _ type: KVCacheType) -> ContextOptions {
+            ContextOptions(backend: backend, contextLength: 48, slots: slots, cacheType: type)
+        }
+        func alone(_ ids: [Int32], _ type: KVCacheType) throws -> [Float] {
+            let ctx = try InferenceContext(model: Self.tiny, options: options(1, type))
+            try ctx.prefill(ids)
+            return ctx.logits(row: 0)
+        }
+        let tolerance: Float = backend == .blas ? 1e-4 : 0
+        let ctx = try InferenceContext(model: Self.tiny, options: options(seqs.count, .f16))
+        let full = try InferenceContext(model: Self.tiny, options: options(seqs.count, .f32))
+        #expect(ctx.cacheType == .f16 && 2 * ctx.kvCacheBytes == full.kvCacheBytes)
+        var batch = Batch()
+        let rows = seqs.enumerated().map { batch.add(slot: $0.offset, tokens: $0.element, logits: .last) }
+        try ctx.evaluate(batch)
+        for (s, ids) in seqs.enumerated() {
+            let half = try alone(ids, .f16), full = try alone(ids, .f32)
+            #expect(maxDiff(ctx.logits(row: rows[s]), half) <= tolerance, "sequence \(s): batched vs alone")
+            let d = maxDiff(half, full)
+            #expect(d <= 2e-2 && d > 0, "sequence \(s): f16 vs f32 cache differ by \(d)")
+        }
+        // One decode step on the cache equals the prefix recomputed.
+        batch.removeAll()
+        let r = batch.add(slot: 2, token: 11)
+        try ctx.evaluate(batch)
+        let recomputed = try alone(seqs[2] + [11], .f16)
+        #expect(maxDiff(ctx.logits(row: r), recomputed) <= tolerance)
+    }
+
     @Test func untiedOutputQuantizedWeightsAndQwen2Biases() throws {
         var spec = TinyModel()
         spec.tied = false

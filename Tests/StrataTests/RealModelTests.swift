@@ -111,6 +111,37 @@ import Testing
 
     static let f32Model: Model? = try? Model(path: RealModel.path, weights: .f32)
 
+    /// `--cache-type f16`: keys and values rounded to half precision (relative error ≤ 2⁻¹¹) move
+    /// the logits by up to about 0.01; every backend stays within 0.03 of the float32 reference
+    /// and keeps its greedy ids up to the first margin below 0.1.
+    @Test(arguments: Backend.allCases)
+    func halfPrecisionCacheStaysNearTheReference(backend: Backend) throws {
+        let ctx = try InferenceContext(model: model(), options: ContextOptions(backend: backend, contextLength: 256, cacheType: .f16))
+        #expect(ctx.kvCacheBytes * 2 == (try context(backend)).kvCacheBytes)
+        let ref = Reference(file: "logits.jsonl", logitTolerance: 0.03, margin: 0.1)
+        try checkLogits(ctx, ref, "\(backend) f16 cache")
+        // Greedy decoding (64 tokens × 6 prompts) on the fast backends; naive's logits above.
+        if backend != .naive { try checkGreedy(try model(), ctx, ref, "\(backend) f16 cache") }
+    }
+
+    /// With a half-precision cache a row's result is still its own: the prompt in one step, token
+    /// by token, and next to another sequence give the same logits bit for bit (simd).
+    @Test func halfPrecisionCacheKeepsBatchedEqualSingle() throws {
+        let whole = try InferenceContext(model: model(), options: ContextOptions(backend: .simd, contextLength: 256, slots: 2, maxLogitsRows: 2, cacheType: .f16))
+        let single = try InferenceContext(model: model(), options: ContextOptions(backend: .simd, contextLength: 256, maxBatchTokens: 1, cacheType: .f16))
+        let cases = try RealModel.lines("logits.jsonl")
+        for (i, c) in cases.enumerated() {
+            let ids = RealModel.ids(c["prompt_ids"]), other = RealModel.ids(cases[(i + 1) % cases.count]["prompt_ids"])
+            whole.resetAll(); single.resetAll()
+            var batch = Batch()
+            _ = batch.add(slot: 0, tokens: ids, logits: .last)
+            _ = batch.add(slot: 1, tokens: other, logits: .last)
+            try whole.evaluate(batch)
+            try single.prefill(ids)
+            #expect(whole.logits(row: 0).map(\.bitPattern) == single.logits(row: 0).map(\.bitPattern), "f16 cache: batched vs single for \(c["prompt"]!)")
+        }
+    }
+
     /// `--weights native` computes on the file's blocks, unpacked to exactly the floats the f32
     /// path dequantizes at load, with the same operation order: on simd the logits are the f32
     /// path's bit for bit; on blas within rounding.

@@ -1,4 +1,6 @@
-/// Attention kernels of the BLAS backend (the naive backend runs textbook GEMM loops instead).
+/// Attention kernels: the fused row kernel (the BLAS backend's decode rows; every row of the blas
+/// and naive backends with a half-precision cache) and the `simd` backend's transposed kernel.
+/// Both read the cache as stored, float32 or half precision (`KVElement`), and compute in float32.
 enum Attention {
     struct Shape {
         let headDim: Int
@@ -13,33 +15,67 @@ enum Attention {
     /// rows of the group are read once per head from cache; the output accumulates in registers
     /// (eight SIMD8 sums for a 64-wide head), not in memory. `scratch` holds `visible` floats.
     ///
-    /// q: [qDim] (all heads of the row) · k, v: [positions, kvDim] (the slot's cache) · out: [qDim]
-    static func fusedRow(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
+    /// q: [qDim] (all heads of the row) · k, v: [positions, kvDim] (the slot's cache, float32 or
+    /// half precision) · out: [qDim]
+    static func fusedRow<E: KVElement>(q: UnsafePointer<Float>, k: UnsafePointer<E>, v: UnsafePointer<E>,
                          out: UnsafeMutablePointer<Float>, visible S: Int, kvHead g: Int, shape: Shape, scale: Float,
                          scratch: UnsafeMutablePointer<Float>) {
         let hd = shape.headDim, kvDim = shape.kvDim
         let kg = k + g * hd, vg = v + g * hd
         for h in g * shape.group ..< (g + 1) * shape.group {
             let qh = q + h * hd, o = out + h * hd
-            for s in 0 ..< S { scratch[s] = SIMDMath.dot(qh, kg + s * kvDim, hd) }
+            for s in 0 ..< S { scratch[s] = dot(qh, kg + s * kvDim, hd) }
             SIMDMath.softmax(scratch, S, scale: scale)
             if hd == 64 {
                 var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
                 var a4 = SIMD8<Float>(), a5 = SIMD8<Float>(), a6 = SIMD8<Float>(), a7 = SIMD8<Float>()
                 for s in 0 ..< S {
                     let p = SIMD8<Float>(repeating: scratch[s]), r = vg + s * kvDim
-                    a0.addProduct(p, SIMDMath.load(r)); a1.addProduct(p, SIMDMath.load(r + 8))
-                    a2.addProduct(p, SIMDMath.load(r + 16)); a3.addProduct(p, SIMDMath.load(r + 24))
-                    a4.addProduct(p, SIMDMath.load(r + 32)); a5.addProduct(p, SIMDMath.load(r + 40))
-                    a6.addProduct(p, SIMDMath.load(r + 48)); a7.addProduct(p, SIMDMath.load(r + 56))
+                    a0.addProduct(p, E.load8(r)); a1.addProduct(p, E.load8(r + 8))
+                    a2.addProduct(p, E.load8(r + 16)); a3.addProduct(p, E.load8(r + 24))
+                    a4.addProduct(p, E.load8(r + 32)); a5.addProduct(p, E.load8(r + 40))
+                    a6.addProduct(p, E.load8(r + 48)); a7.addProduct(p, E.load8(r + 56))
                 }
                 SIMDMath.store(a0, o); SIMDMath.store(a1, o + 8); SIMDMath.store(a2, o + 16); SIMDMath.store(a3, o + 24)
                 SIMDMath.store(a4, o + 32); SIMDMath.store(a5, o + 40); SIMDMath.store(a6, o + 48); SIMDMath.store(a7, o + 56)
             } else {
                 o.update(repeating: 0, count: hd)
-                for s in 0 ..< S { SIMDMath.axpy(scratch[s], vg + s * kvDim, o, hd) }
+                for s in 0 ..< S { axpy(scratch[s], vg + s * kvDim, o, hd) }
             }
         }
+    }
+
+    /// Σ a[i]·b[i] with `b` widened to float32: `SIMDMath.dot`'s arithmetic, in its order.
+    @inline(__always)
+    static func dot<E: KVElement>(_ a: UnsafePointer<Float>, _ b: UnsafePointer<E>, _ n: Int) -> Float {
+        var s0 = SIMD8<Float>(), s1 = SIMD8<Float>()
+        var i = 0
+        while i + 16 <= n {
+            s0.addProduct(SIMDMath.load(a + i), E.load8(b + i))
+            s1.addProduct(SIMDMath.load(a + i + 8), E.load8(b + i + 8))
+            i += 16
+        }
+        if i + 8 <= n { s0.addProduct(SIMDMath.load(a + i), E.load8(b + i)); i += 8 }
+        let s8 = s0 + s1
+        let s4 = s8.lowHalf + s8.highHalf
+        let s2 = s4.lowHalf + s4.highHalf
+        var r = s2[0] + s2[1]
+        while i < n { r += a[i] * b[i].float; i += 1 }
+        return r
+    }
+
+    /// y[i] += alpha·x[i] with `x` widened to float32 (`SIMDMath.axpy`'s arithmetic).
+    @inline(__always)
+    static func axpy<E: KVElement>(_ alpha: Float, _ x: UnsafePointer<E>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+        let a = SIMD8<Float>(repeating: alpha)
+        var i = 0
+        while i + 8 <= n {
+            var v = SIMDMath.load(y + i)
+            v.addProduct(a, E.load8(x + i))
+            SIMDMath.store(v, y + i)
+            i += 8
+        }
+        while i < n { y[i] += alpha * x[i].float; i += 1 }
     }
 
     /// Keys scored per block by `transposedRow`: two vector registers' worth.
@@ -59,7 +95,7 @@ enum Attention {
     /// The block past the last visible key also scores the cache positions after it; those
     /// scores are never read (softmax and values stop at `visible`). Values: each head's probability broadcast against the value row. Every row is
     /// computed the same way whatever else is in the batch. `scratch` holds `3 × positions` floats.
-    static func transposedRow(q: UnsafePointer<Float>, kt: UnsafePointer<Float>, v: UnsafePointer<Float>, positions: Int,
+    static func transposedRow<E: KVElement>(q: UnsafePointer<Float>, kt: UnsafePointer<E>, v: UnsafePointer<E>, positions: Int,
                               out: UnsafeMutablePointer<Float>, visible S: Int, kvHead g: Int, shape: Shape, scale: Float,
                               scratch: UnsafeMutablePointer<Float>) {
         let hd = shape.headDim, w = PVec.scalarCount, kb = keyBlock
@@ -76,7 +112,7 @@ enum Attention {
                 var a0 = PVec(), a1 = PVec(), b0 = PVec(), b1 = PVec(), c0 = PVec(), c1 = PVec()
                 var row = block
                 for d in 0 ..< hd {
-                    let k0 = load(row), k1 = load(row + w)
+                    let k0 = E.loadVec(row), k1 = E.loadVec(row + w)
                     let x = PVec(repeating: q0[d]), y = PVec(repeating: q1[d]), z = PVec(repeating: q2[d])
                     a0.addProduct(x, k0); a1.addProduct(x, k1)
                     b0.addProduct(y, k0); b1.addProduct(y, k1)
@@ -98,7 +134,7 @@ enum Attention {
                 var a0 = PVec(), a1 = PVec(), b0 = PVec(), b1 = PVec(), c0 = PVec(), c1 = PVec()
                 var r = vg + j
                 for s in 0 ..< S {
-                    let v0 = load(r), v1 = load(r + w)
+                    let v0 = E.loadVec(r), v1 = E.loadVec(r + w)
                     let x = PVec(repeating: p0[s]), y = PVec(repeating: p1[s]), z = PVec(repeating: p2[s])
                     a0.addProduct(x, v0); a1.addProduct(x, v1)
                     b0.addProduct(y, v0); b1.addProduct(y, v1)
@@ -118,7 +154,7 @@ enum Attention {
                     let (p, o) = pass == 0 ? (p2, o2) : pass == 1 ? (p1, o1) : (p0, o0)
                     for d in j ..< hd {
                         var sum: Float = 0
-                        for s in 0 ..< S { sum += p[s] * vg[s * hd + d] }
+                        for s in 0 ..< S { sum += p[s] * vg[s * hd + d].float }
                         o[d] = sum
                     }
                 }
@@ -126,9 +162,6 @@ enum Attention {
             h0 += 3
         }
     }
-
-    @inline(__always)
-    private static func load(_ p: UnsafePointer<Float>) -> PVec { UnsafeRawPointer(p).loadUnaligned(as: PVec.self) }
 
     @inline(__always)
     private static func store(_ v: PVec, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: PVec.self) }

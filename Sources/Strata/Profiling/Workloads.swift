@@ -38,15 +38,16 @@ public enum Workloads {
     }
 
     /// The context a test needs.
-    public static func contextOptions(for test: BenchTest, backend: Backend, threads: Int?, activations: ActivationMode = .f32) -> ContextOptions {
+    public static func contextOptions(for test: BenchTest, backend: Backend, threads: Int?, activations: ActivationMode = .f32,
+                                      cacheType: KVCacheType = .f32) -> ContextOptions {
         switch test {
         case let .prompt(n):
-            return ContextOptions(backend: backend, threads: threads, contextLength: n, maxBatchTokens: n, activations: activations)
+            return ContextOptions(backend: backend, threads: threads, contextLength: n, maxBatchTokens: n, activations: activations, cacheType: cacheType)
         case let .generate(n):
-            return ContextOptions(backend: backend, threads: threads, contextLength: n, maxBatchTokens: 1, activations: activations)
+            return ContextOptions(backend: backend, threads: threads, contextLength: n, maxBatchTokens: 1, activations: activations, cacheType: cacheType)
         case let .batch(b, p, g):
             return ContextOptions(backend: backend, threads: threads, contextLength: p + g, slots: b,
-                                  maxBatchTokens: max(512, b), maxLogitsRows: b, activations: activations)
+                                  maxBatchTokens: max(512, b), maxLogitsRows: b, activations: activations, cacheType: cacheType)
         }
     }
 

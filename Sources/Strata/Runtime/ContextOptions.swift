@@ -16,10 +16,14 @@ public struct ContextOptions: Sendable {
     public var maxLogitsRows: Int? = nil
     /// What the `simd` backend multiplies quantized weights with (see `ActivationMode`).
     public var activations: ActivationMode = .f32
+    /// What the KV cache stores: float32 or half precision (half the memory).
+    public var cacheType: KVCacheType = .f32
 
     public init(backend: Backend = .simd, threads: Int? = nil, contextLength: Int? = nil, slots: Int = 1,
-                maxBatchTokens: Int = 512, maxLogitsRows: Int? = nil, activations: ActivationMode = .f32) {
+                maxBatchTokens: Int = 512, maxLogitsRows: Int? = nil, activations: ActivationMode = .f32,
+                cacheType: KVCacheType = .f32) {
         self.activations = activations
+        self.cacheType = cacheType
         self.backend = backend
         self.threads = threads
         self.contextLength = contextLength

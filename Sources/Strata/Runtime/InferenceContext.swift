@@ -33,7 +33,9 @@ public final class InferenceContext {
     private let w: ModelWeights
     private let packed: PackedWeights?       // the `simd` backend's copy of the matrices
     private let rope: RopeTable
-    private let kCache, vCache: FloatBuffer   // [layers, slots, positions, kvDim]; `simd`: see `Attention.transposedRow`
+    private let kCache, vCache: KVBuffer      // [layers, slots, positions, kvDim]; `simd`: see `Attention.transposedRow`
+    /// What the KV cache stores (float32 or half precision).
+    public let cacheType: KVCacheType
     /// Positions held per slot in the cache: the context length, rounded up to whole key blocks
     /// for `simd` (whose transposed keys are scored a block at a time).
     private let cachePositions: Int
@@ -88,7 +90,8 @@ public final class InferenceContext {
         let scratchElements = T * (2 * c.embeddingLength + 2 * c.qDim + 2 * c.kvDim + 2 * c.feedForwardLength) + scoreElements
             + L * (c.embeddingLength + c.vocabSize) + ctx * c.ropeDim
         threads = min(options.threads ?? ThreadPool.shared.width, ThreadPool.shared.width)
-        kvCacheBytes = 2 * kvElements * 4
+        cacheType = options.cacheType
+        kvCacheBytes = 2 * kvElements * cacheType.bytesPerElement
         let quantized = model.weights.matrices.contains { !$0.isFloat }
         let maxCols = model.weights.matrices.reduce(0) { max($0, $1.cols) }
         weightScratchStride = !quantized ? 0 : backend == .simd ? PackedMatrix.width * maxCols : GEMM.scratchFloats(backend, cols: maxCols)
@@ -111,8 +114,8 @@ public final class InferenceContext {
         // Not zeroed: a position is written before any kernel reads it (the simd kernel's last key
         // block also scores positions past the visible ones, but those scores are never used), and
         // zeroing would touch every page up front: 6 GB for 16 slots of 8192 positions.
-        kCache = FloatBuffer(count: kvElements, zeroed: false)
-        vCache = FloatBuffer(count: kvElements, zeroed: false)
+        kCache = KVBuffer(type: cacheType, count: kvElements)
+        vCache = KVBuffer(type: cacheType, count: kvElements)
         x = FloatBuffer(count: T * c.embeddingLength)
         xb = FloatBuffer(count: T * c.embeddingLength)
         q = FloatBuffer(count: T * c.qDim)
@@ -265,31 +268,9 @@ public final class InferenceContext {
                 Ops.rope(x: k.matrix(rows: T, cols: c.kvDim).rows(r), heads: c.headCountKV, headDim: c.headDim, positions: positions + r.lowerBound, table: rope)
             }
         case .kvStore:
-            let l = op.layer!
-            if backend == .simd {
-                // The layout `Attention.transposedRow` reads: keys in transposed blocks, values
-                // head by head.
-                let hd = c.headDim, kb = Attention.keyBlock
-                for e in batch.entries {
-                    let base = cacheOffset(layer: l, slot: e.slot)
-                    for i in 0 ..< e.count {
-                        let pos = lengths[e.slot] + i
-                        let kSrc = k.base + (e.rowStart + i) * c.kvDim, vSrc = v.base + (e.rowStart + i) * c.kvDim
-                        for g in 0 ..< c.headCountKV {
-                            let kDst = kCache.base + base + (g * cachePositions + pos / kb * kb) * hd + pos % kb
-                            for d in 0 ..< hd { kDst[d * kb] = kSrc[g * hd + d] }
-                            (vCache.base + base + (g * cachePositions + pos) * hd).update(from: vSrc + g * hd, count: hd)
-                        }
-                    }
-                }
-                return
-            }
-            for e in batch.entries {
-                let dst = cacheOffset(layer: l, slot: e.slot) + lengths[e.slot] * c.kvDim
-                Ops.copyRows(from: k.matrix(rows: T, cols: c.kvDim), rows: e.rowStart ..< e.rowStart + e.count,
-                             to: kCache.matrix(offset: dst, rows: e.count, cols: c.kvDim), at: 0)
-                Ops.copyRows(from: v.matrix(rows: T, cols: c.kvDim), rows: e.rowStart ..< e.rowStart + e.count,
-                             to: vCache.matrix(offset: dst, rows: e.count, cols: c.kvDim), at: 0)
+            switch cacheType {
+            case .f32: storeKV(Float.self, layer: op.layer!, batch: batch)
+            case .f16: storeKV(Float16.self, layer: op.layer!, batch: batch)
             }
         case .attnScores:
             attention(layer: op.layer!, batch: batch, T: T)
@@ -372,6 +353,31 @@ public final class InferenceContext {
     @inline(__always)
     private func cacheOffset(layer: Int, slot: Int) -> Int { ((layer * slots) + slot) * cachePositions * c.kvDim }
 
+    /// Appends the step's keys and values to their slots, converted to the cache's type. `simd`:
+    /// the layout `Attention.transposedRow` reads (keys in transposed blocks, values head by
+    /// head); otherwise row-major `[position][kvDim]`.
+    private func storeKV<E: KVElement>(_: E.Type, layer l: Int, batch: Batch) {
+        let kc = kCache.elements(E.self), vc = vCache.elements(E.self)
+        let hd = c.headDim, kb = Attention.keyBlock, kvDim = c.kvDim
+        for e in batch.entries {
+            let base = cacheOffset(layer: l, slot: e.slot)
+            for i in 0 ..< e.count {
+                let pos = lengths[e.slot] + i
+                let kSrc = k.base + (e.rowStart + i) * kvDim, vSrc = v.base + (e.rowStart + i) * kvDim
+                if backend == .simd {
+                    for g in 0 ..< c.headCountKV {
+                        let kDst = kc + base + (g * cachePositions + pos / kb * kb) * hd + pos % kb
+                        let vDst = vc + base + (g * cachePositions + pos) * hd
+                        for d in 0 ..< hd { kDst[d * kb] = E(kSrc[g * hd + d]); vDst[d] = E(vSrc[g * hd + d]) }
+                    }
+                } else {
+                    let kDst = kc + base + pos * kvDim, vDst = vc + base + pos * kvDim
+                    for d in 0 ..< kvDim { kDst[d] = E(kSrc[d]); vDst[d] = E(vSrc[d]) }
+                }
+            }
+        }
+    }
+
     /// Sequences with at most this many rows in a step take the fused row kernel (BLAS backend).
     static let fusedRowLimit = 8
     /// Row block of the causal GEMM path: keys after a block's last row are never scored.
@@ -384,6 +390,14 @@ public final class InferenceContext {
     /// causal row blocks. (Spreading the fused kernel over Dispatch threads measured slower: they
     /// compete with OpenBLAS's own spinning worker threads for the same cores.)
     private func attention(layer: Int, batch: Batch, T: Int) {
+        switch cacheType {
+        case .f32: attention(Float.self, layer: layer, batch: batch, T: T)
+        case .f16: attention(Float16.self, layer: layer, batch: batch, T: T)
+        }
+    }
+
+    private func attention<E: KVElement>(_: E.Type, layer: Int, batch: Batch, T: Int) {
+        let kc = kCache.elements(E.self), vc = vCache.elements(E.self)
         let hd = c.headDim
         let scale = 1 / Float(hd).squareRoot()
         let timed = observer != nil
@@ -403,7 +417,7 @@ public final class InferenceContext {
                     while i < e.count {
                         let row = e.rowStart + i, visible = lengths[e.slot] + i + 1
                         for g in 0 ..< c.headCountKV {
-                            Attention.transposedRow(q: q.base + row * c.qDim, kt: kCache.base + base, v: vCache.base + base,
+                            Attention.transposedRow(q: q.base + row * c.qDim, kt: kc + base, v: vc + base,
                                                     positions: cachePositions, out: att.base + row * c.qDim, visible: visible,
                                                     kvHead: g, shape: shape, scale: scale, scratch: scratch)
                         }
@@ -420,16 +434,18 @@ public final class InferenceContext {
             return
         }
 
-        // Short sequences: the fused kernel, per (row, KV head).
-        if backend == .blas {
+        // Short sequences (and every sequence with a half-precision cache, which the GEMMs cannot
+        // read): the fused kernel, per (row, KV head).
+        let allFused = cacheType != .f32
+        if backend == .blas || allFused {
             let shape = Attention.Shape(headDim: hd, heads: c.headCount, kvHeads: c.headCountKV, kvDim: c.kvDim)
-            for e in batch.entries where e.count <= Self.fusedRowLimit {
+            for e in batch.entries where allFused || e.count <= Self.fusedRowLimit {
                 let base = cacheOffset(layer: layer, slot: e.slot)
                 for i in 0 ..< e.count {
                     let row = e.rowStart + i, visible = lengths[e.slot] + i + 1
                     fusedPairs += visible
                     for g in 0 ..< c.headCountKV {
-                        Attention.fusedRow(q: q.base + row * c.qDim, k: kCache.base + base, v: vCache.base + base,
+                        Attention.fusedRow(q: q.base + row * c.qDim, k: kc + base, v: vc + base,
                                            out: att.base + row * c.qDim, visible: visible, kvHead: g,
                                            shape: shape, scale: scale, scratch: rowScratch.base)
                     }
@@ -438,7 +454,7 @@ public final class InferenceContext {
             if timed && fusedPairs > 0 { fusedTime = now() - start }
         }
 
-        for e in batch.entries where backend == .naive || e.count > Self.fusedRowLimit {
+        for e in batch.entries where !allFused && (backend == .naive || e.count > Self.fusedRowLimit) {
             let p0 = lengths[e.slot]          // positions already in the cache before this step
             let base = cacheOffset(layer: layer, slot: e.slot)
             // The naive backend scores every row against all keys; BLAS skips each block's future.
