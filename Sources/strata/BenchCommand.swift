@@ -181,9 +181,9 @@ struct BenchCommand: ParsableCommand {
         switch format {
         case "json": print(jsonString(report))
         case "csv":
-            print("test,backend,weights,activations,threads,n_prompt,n_gen,batch,reps,tokens_per_second,sd,prefill_tokens_per_second,end_to_end_tokens_per_second,speedup_vs_naive,peak_rss_bytes")
+            print("test,backend,weights,activations,cache_type,threads,n_prompt,n_gen,batch,reps,tokens_per_second,sd,prefill_tokens_per_second,end_to_end_tokens_per_second,speedup_vs_naive,peak_rss_bytes")
             for x in records {
-                print([x.test, x.backend, x.weights, x.activations, "\(x.threads)", "\(x.n_prompt)", "\(x.n_gen)", "\(x.batch)", "\(x.repetitions)",
+                print([x.test, x.backend, x.weights, x.activations, x.cache_type, "\(x.threads)", "\(x.n_prompt)", "\(x.n_gen)", "\(x.batch)", "\(x.repetitions)",
                        String(format: "%.2f", x.tokens_per_second), String(format: "%.2f", x.sd),
                        x.prefill_tokens_per_second.map { String(format: "%.2f", $0) } ?? "",
                        x.end_to_end_tokens_per_second.map { String(format: "%.2f", $0) } ?? "",
@@ -193,12 +193,12 @@ struct BenchCommand: ParsableCommand {
             print("machine: \(report.machine), \(report.cores) cores, \(report.memory); OpenBLAS core \(report.openblas_core) (OPENBLAS_CORETYPE=\(report.openblas_coretype)); build: \(report.build)")
             print("model: \(report.model) (\(report.model_type))")
             print("date: \(report.date)\n")
-            print("| test | backend | weights | activations | threads | tokens/s | × naive | peak RSS |")
-            print("|---|---|---|---|---:|---:|---:|---:|")
+            print("| test | backend | weights | activations | cache | threads | tokens/s | × naive | peak RSS |")
+            print("|---|---|---|---|---|---:|---:|---:|---:|")
             for x in records {
                 var name = x.test
                 if x.batch > 1 || x.test.hasPrefix("batch") { name += " (pp\(x.n_prompt)+tg\(x.n_gen), decode)" }
-                print("| \(name) | \(x.backend) | \(x.weights) | \(x.activations) | \(x.threads) | \(String(format: "%.2f ± %.2f", x.tokens_per_second, x.sd)) | \(x.speedup_vs_naive.map { String(format: "%.2f×", $0) } ?? "") | \(x.peak_rss_bytes.map { formatBytes($0) } ?? "") |")
+                print("| \(name) | \(x.backend) | \(x.weights) | \(x.activations) | \(x.cache_type) | \(x.threads) | \(String(format: "%.2f ± %.2f", x.tokens_per_second, x.sd)) | \(x.speedup_vs_naive.map { String(format: "%.2f×", $0) } ?? "") | \(x.peak_rss_bytes.map { formatBytes($0) } ?? "") |")
             }
         }
     }

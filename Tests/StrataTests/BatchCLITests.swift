@@ -285,6 +285,13 @@ import Testing
         for k in ["machine", "cores", "build", "model", "model_type", "date"] { #expect(o[k] != nil, "\(k)") }
         let csv = try CLI.run(["bench", "--model", tinyPath, "--format", "csv", "-r", "1", "--backend", "blas", "--threads", "1", "--batch", "", "-p", "16", "-n", "4"])
         #expect(csv.stdout.split(separator: "\n").count == 3)
+        // --cache-type f16 reaches every configuration and is recorded in each record.
+        let half = try CLI.run(["bench", "--model", tinyPath, "--format", "json", "-r", "1", "--backend", "simd,naive", "--threads", "1",
+                                "--batch", "2", "-p", "16", "-n", "4", "--cache-type", "f16"])
+        #expect(half.status == 0, "\(half.stderr)")
+        let records = try CLI.json(half.stdout)["results"] as! [[String: Any]]
+        #expect(records.count == 6 && records.allSatisfy { $0["cache_type"] as? String == "f16" })
+        #expect(try CLI.run(["bench", "--model", tinyPath, "--cache-type", "f8"]).status == 2)
     }
 
     @Test func profilerTimesAddUpToTheWallTime() throws {

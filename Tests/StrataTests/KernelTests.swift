@@ -34,6 +34,29 @@ import Testing
         }
     }
 
+    /// The half-precision cache's widening: every one of the 65,536 half values (normals,
+    /// subnormals, ±0, ±∞, NaNs) read one at a time (the portable conversion) and eight and
+    /// sixteen at a time (F16C where the build has it) gives the float Swift's own conversion gives.
+    @Test func halfPrecisionWideningIsExact() {
+        let all = (0 ... 0xffff).map { Float16(bitPattern: UInt16($0)) }
+        func same(_ a: Float, _ b: Float) -> Bool { a.isNaN ? b.isNaN : a.bitPattern == b.bitPattern }
+        all.withUnsafeBufferPointer { p in
+            var bad = 0
+            for i in 0 ..< all.count where !same(all[i].float, Float(all[i])) { bad += 1 }
+            for i in stride(from: 0, to: all.count, by: 8) {
+                let v = Float16.load8(p.baseAddress! + i)
+                for j in 0 ..< 8 where !same(v[j], Float(all[i + j])) { bad += 1 }
+            }
+            for i in stride(from: 0, to: all.count, by: PVec.scalarCount) {
+                let v = Float16.loadVec(p.baseAddress! + i)
+                for j in 0 ..< PVec.scalarCount where !same(v[j], Float(all[i + j])) { bad += 1 }
+            }
+            #expect(bad == 0, "\(bad) half values widened wrongly")
+        }
+        // And storing rounds to nearest: 1 + 2⁻¹¹ is a tie, kept even (1); just above goes up.
+        #expect(Float16(Float(1) + 0x1p-11) == 1 && Float16(Float(1) + 0x1.2p-11) == Float16(1).nextUp)
+    }
+
     @Test func gemmOnStridedViews() {
         // A head's slice of a wider row: 3 rows × 4 cols inside rows of 10.
         var rng = TestRNG(seed: 9)

@@ -1,3 +1,5 @@
+import CHalf
+
 /// What the KV cache stores (`--cache-type`): float32, or half precision (IEEE binary16, as
 /// llama.cpp's F16 cache), which halves the cache — the largest buffer at long contexts and many
 /// slots. The attention kernels read half-precision keys and values directly, widening them in
@@ -28,15 +30,15 @@ extension Float: KVElement {
 }
 
 extension Float16: KVElement {
-    @inline(__always) var float: Float { Float(self) }
+    @inline(__always) var float: Float { strata_half_to_float(bitPattern) }
     @inline(__always) static func load8(_ p: UnsafePointer<Float16>) -> SIMD8<Float> {
-        SIMD8<Float>(UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float16>.self))
+        p.withMemoryRebound(to: UInt16.self, capacity: 8) { strata_load_half8($0) }
     }
     @inline(__always) static func loadVec(_ p: UnsafePointer<Float16>) -> PVec {
         #if STRATA_AVX512
-        PVec(UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float16>.self))
+        p.withMemoryRebound(to: UInt16.self, capacity: 16) { strata_load_half16($0) }
         #else
-        PVec(UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float16>.self))
+        p.withMemoryRebound(to: UInt16.self, capacity: 8) { strata_load_half8($0) }
         #endif
     }
 }
