@@ -11,8 +11,8 @@ struct BatchCommand: ParsableCommand {
         Input lines: {"id": …, "prompt": "…"} or {"id": …, "messages": [{"role": …, "content": …}]}, with optional \
         max_tokens, temperature, top_p, top_k, min_p, repeat_penalty, frequency_penalty, presence_penalty, seed, stop. \
         The command-line sampling options are the defaults for every line.
-        Output lines: {"id", "text", "ids", "finish_reason", "prompt_tokens", "completion_tokens"}, or {"id", "line", "error"}.
-        Resumable: ids already in the output are skipped and new lines appended; a torn last line is removed and redone; \
+        Output lines: {"id", "text", "ids", "finish_reason", "prompt_tokens", "completion_tokens"}, or {"id", "line", "error", "line_hash"}.
+        Resumable: ids already in the output are skipped (an error record without a usable id by its line and that line's hash) and new lines appended; a torn last line is removed and redone; \
         a corrupt line is reported and left, never deleted. The output is opened for append under an exclusive lock; \
         a write error (a full disk) stops the job with the path and errno, keeping the lines written. \
         Ids must be strings or integers: any other id gives an error record with the id as given.
@@ -50,11 +50,12 @@ struct BatchCommand: ParsableCommand {
 
     func run() throws {
         let data = input == "-" ? FileHandle.standardInput.readDataToEndOfFile() : try Data(contentsOf: URL(fileURLWithPath: input))
-        var jobs = try BatchJobs(data: data, shard: try shard.map(Self.parseShard))
+        var jobs: BatchJobs
+        do { jobs = try BatchJobs(data: data, shard: try shard.map(Self.parseShard)) } catch let e as BatchInputError { throw ValidationError(e.description) }
         let out = try BatchOutput(path: output)
-        jobs.skip(done: out.doneIds, doneLines: out.doneLines)
+        jobs.skip(done: out.done)
         if jobs.pending.isEmpty {
-            printErr("batch: nothing to do (\(out.doneIds.count + out.doneLines.count) line(s) already in \(output))")
+            printErr("batch: nothing to do (\(out.done.count) line(s) already in \(output))")
             return
         }
         let model = try modelOptions.loadModel()
@@ -75,7 +76,7 @@ struct BatchCommand: ParsableCommand {
         defer { sources.forEach { $0.cancel() } }
 
         let total = jobs.pending.count
-        var progress = Progress(total: total, skipped: out.doneIds.count + out.doneLines.count)
+        var progress = Progress(total: total, skipped: out.done.count)
         var queue = jobs.pending[...]
         var lineOf: [String: Int] = [:]
         func nextRequest() -> BatchRequest? {
@@ -85,7 +86,7 @@ struct BatchCommand: ParsableCommand {
                     lineOf[request.id] = job.line
                     return request
                 } catch {
-                    out.writeError(id: job.idValue, line: job.line, message: "\(error)")
+                    out.writeError(job, message: "\(error)")
                     progress.finished(error: true)
                 }
             }
@@ -99,7 +100,7 @@ struct BatchCommand: ParsableCommand {
                 out.writeResult(id: job.idValue, result: r)
                 progress.finished(error: false)
             case let .failure(e):
-                out.writeError(id: job.idValue, line: job.line, message: "line \(job.line): \(e)")
+                out.writeError(job, message: "line \(job.line): \(e)")
                 progress.finished(error: true)
             }
         }, shouldStop: { stop.isSet || out.failure != nil })
@@ -115,148 +116,6 @@ struct BatchCommand: ParsableCommand {
     }
 }
 
-/// One input line.
-struct BatchJob {
-    let line: Int            // 1-based
-    let key: String          // canonical id
-    let idValue: Any         // the id as given (string or number)
-    let object: [String: Any]
-
-    static let known: Set<String> = ["id", "prompt", "messages", "max_tokens", "temperature", "top_p", "top_k", "min_p",
-                                     "repeat_penalty", "repeat_last_n", "frequency_penalty", "presence_penalty", "seed", "stop"]
-
-    func request(engine: Engine, defaults: GenerationParameters) throws -> BatchRequest {
-        if let e = parseError { throw BatchLineError(e) }
-        let unknown = Set(object.keys).subtracting(Self.known)
-        guard unknown.isEmpty else { throw BatchLineError("line \(line): unknown field(s) \(unknown.sorted().joined(separator: ", "))") }
-        var p = defaults
-        func number(_ k: String) throws -> Double? {
-            guard let v = object[k] else { return nil }
-            // JSON booleans arrive as NSNumber too; their type encoding is "c".
-            guard let n = v as? NSNumber, String(cString: n.objCType) != "c" else { throw BatchLineError("line \(line): '\(k)' must be a number") }
-            return n.doubleValue
-        }
-        func integer(_ k: String) throws -> Int? {
-            guard let d = try number(k) else { return nil }
-            guard d == d.rounded(), abs(d) < 1e15 else { throw BatchLineError("line \(line): '\(k)' must be an integer") }
-            return Int(d)
-        }
-        if let v = try integer("max_tokens") { p.maxTokens = v }
-        if let v = try number("temperature") { p.sampling.temperature = Float(v) }
-        if let v = try number("top_p") { p.sampling.topP = Float(v) }
-        if let v = try integer("top_k") { p.sampling.topK = v }
-        if let v = try number("min_p") { p.sampling.minP = Float(v) }
-        if let v = try number("repeat_penalty") { p.sampling.repeatPenalty = Float(v) }
-        if let v = try integer("repeat_last_n") { p.sampling.repeatLastN = v }
-        if let v = try number("frequency_penalty") { p.sampling.frequencyPenalty = Float(v) }
-        if let v = try number("presence_penalty") { p.sampling.presencePenalty = Float(v) }
-        if let v = try integer("seed") {
-            guard v >= 0 else { throw BatchLineError("line \(line): 'seed' must be ≥ 0") }
-            p.sampling.seed = UInt64(v)
-        }
-        if let s = object["stop"] {
-            if let one = s as? String { p.stop = [one] }
-            else if let many = s as? [String] { p.stop = many }
-            else { throw BatchLineError("line \(line): 'stop' must be a string or an array of strings") }
-        }
-        do { try p.validate() } catch { throw BatchLineError("line \(line): \(error)") }
-        let prompt: Prompt
-        switch (object["prompt"], object["messages"]) {
-        case let (text as String, nil):
-            prompt = .text(text)
-        case let (nil, list as [Any]):
-            var messages: [ChatMessage] = []
-            for m in list {
-                guard let d = m as? [String: Any], let role = d["role"] as? String, let content = d["content"] as? String else {
-                    throw BatchLineError("line \(line): each message needs string 'role' and 'content'")
-                }
-                messages.append(ChatMessage(role: role, content: content))
-            }
-            guard !messages.isEmpty else { throw BatchLineError("line \(line): 'messages' is empty") }
-            prompt = .messages(messages)
-        case (nil, nil): throw BatchLineError("line \(line): missing 'prompt' or 'messages'")
-        case (.some, .some): throw BatchLineError("line \(line): give 'prompt' or 'messages', not both")
-        default: throw BatchLineError("line \(line): 'prompt' must be a string and 'messages' an array")
-        }
-        let ids: [Int32]
-        do { ids = try engine.encode(prompt) } catch { throw BatchLineError("line \(line): \(error)") }
-        guard !ids.isEmpty else { throw BatchLineError("line \(line): the prompt is empty") }
-        return BatchRequest(id: key, promptIds: ids, parameters: p)
-    }
-}
-
-struct BatchLineError: Error, CustomStringConvertible {
-    let description: String
-    init(_ s: String) { description = s }
-}
-
-/// The input, parsed and checked before any work: duplicate ids are an error for the whole job.
-struct BatchJobs {
-    var pending: [BatchJob] = []
-    var byKey: [String: BatchJob] = [:]
-
-    init(data: Data, shard: (Int, Int)?) throws {
-        let lines = data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
-        var firstLine: [String: Int] = [:]
-        for (index, raw) in lines.enumerated() {
-            let number = index + 1
-            let text = String(decoding: raw, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            if text.isEmpty { continue }
-            // Every line's id is checked for duplicates, the other shards' too (each shard of a
-            // job sees the same input, so a duplicate anywhere would be written twice).
-            let mine = shard.map { index % $0.1 == $0.0 } ?? true
-            var object: [String: Any] = [:]
-            var key = "#line\(number)"
-            var idValue: Any = NSNull()
-            if let o = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] {
-                object = o
-                if let s = o["id"] as? String { key = "s:" + s; idValue = s }
-                else if let n = o["id"] as? NSNumber, Self.isInteger(n) { key = Self.key(n); idValue = n }
-                else if let bad = o["id"] {
-                    // null, a boolean, a fraction, an array or an object: an error record that gives
-                    // the id back exactly as it came.
-                    idValue = bad
-                    object["__error"] = "line \(number): 'id' must be a string or an integer"
-                }
-                if key.hasPrefix("s:") || key.hasPrefix("n:"), let prev = firstLine[key] {
-                    throw ValidationError("duplicate id \(o["id"]!) on input lines \(prev) and \(number)")
-                }
-                firstLine[key] = number
-                if o["id"] == nil { object["__error"] = "line \(number): missing 'id'" }
-            } else {
-                object["__error"] = "line \(number): not a JSON object"
-            }
-            guard mine else { continue }
-            let job = BatchJob(line: number, key: key, idValue: idValue, object: object)
-            pending.append(job)
-            byKey[key] = job
-        }
-    }
-
-    /// An integral JSON number (not a boolean, not a fraction).
-    static func isInteger(_ n: NSNumber) -> Bool {
-        let type = String(cString: n.objCType)
-        if type == "c" || type == "B" { return false }            // JSON true/false
-        if type == "d" || type == "f" { return n.doubleValue.rounded() == n.doubleValue && abs(n.doubleValue) < 9e15 }
-        return true
-    }
-
-    /// The key of an integer id, the same however the number was written (7, 7.0, 7e0).
-    static func key(_ n: NSNumber) -> String {
-        let type = String(cString: n.objCType)
-        return "n:" + (type == "d" || type == "f" ? String(Int64(n.doubleValue)) : n.stringValue)
-    }
-
-    mutating func skip(done: Set<String>, doneLines: Set<Int>) {
-        pending.removeAll { done.contains($0.key) || doneLines.contains($0.line) }
-    }
-}
-
-extension BatchJob {
-    /// Lines that failed to parse carry their error; `request` reports it.
-    var parseError: String? { object["__error"] as? String }
-}
-
 /// The output file: reads what is already there (for resuming), then appends one line per result,
 /// synced to disk, so an interrupted job loses at most the sequences in flight. Opened for append
 /// with an exclusive lock (two jobs on one file would interleave). Resuming never deletes a complete
@@ -265,8 +124,8 @@ extension BatchJob {
 final class BatchOutput {
     let handle: FileHandle
     let path: String
-    private(set) var doneIds: Set<String> = []
-    private(set) var doneLines: Set<Int> = []
+    /// What the file already holds (`BatchJobs.doneKey` of each record).
+    private(set) var done: Set<String> = []
     /// The first write or sync error: the job stops after the current step and reports it.
     private(set) var failure: String?
 
@@ -285,7 +144,7 @@ final class BatchOutput {
                 if line.allSatisfy({ $0 == 32 || $0 == 9 || $0 == 13 }) { continue }
                 guard let o = (try? JSONSerialization.jsonObject(with: line)) as? [String: Any] else { bad.append(lineNumber); continue }
                 parsed += 1
-                Self.remember(o, ids: &doneIds, lines: &doneLines)
+                if let k = BatchJobs.doneKey(o) { done.insert(k) }
             }
             if parsed == 0 && !bad.isEmpty {
                 throw ValidationError("--output '\(path)' exists and is not the JSONL output of strata batch (line 1 is not a JSON object); refusing to append to it")
@@ -297,7 +156,7 @@ final class BatchOutput {
                 let tail = Data(bytes[start...])
                 let h = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
                 if let o = (try? JSONSerialization.jsonObject(with: tail)) as? [String: Any] {
-                    Self.remember(o, ids: &doneIds, lines: &doneLines)
+                    if let k = BatchJobs.doneKey(o) { done.insert(k) }
                     try h.seekToEnd()
                     try h.write(contentsOf: Data([UInt8(ascii: "\n")]))
                 } else {
@@ -314,13 +173,6 @@ final class BatchOutput {
             throw ValidationError("--output '\(path)' is locked by another strata batch job")
         }
         handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
-    }
-
-    /// Records an output line's id (or, for an error record without a usable id, its line).
-    private static func remember(_ o: [String: Any], ids: inout Set<String>, lines: inout Set<Int>) {
-        if let s = o["id"] as? String { ids.insert("s:" + s) }
-        else if let n = o["id"] as? NSNumber, BatchJobs.isInteger(n) { ids.insert(BatchJobs.key(n)) }
-        else if let l = o["line"] as? Int { lines.insert(l) }
     }
 
     func write(_ object: [String: Any]) {
@@ -349,9 +201,11 @@ final class BatchOutput {
                "prompt_tokens": r.promptIds.count, "completion_tokens": r.ids.count])
     }
 
-    func writeError(id: Any, line: Int, message: String) {
+    /// An error record: the id as given, the line, the message, and the line's content hash (by
+    /// which a resumed job recognises a line that has no usable id).
+    func writeError(_ job: BatchJob, message: String) {
         printErr("batch: \(message)")
-        write(["id": id, "line": line, "error": message])
+        write(["id": job.idValue, "line": job.line, "error": message, "line_hash": job.lineHash])
     }
 }
 

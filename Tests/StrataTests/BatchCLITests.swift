@@ -54,6 +54,31 @@ import Testing
         #expect(r.stderr.contains("line 3"))
     }
 
+    /// An error record for a line without a usable id is remembered by its line number and that
+    /// line's content hash: resuming the same input redoes nothing, but after the input is edited
+    /// (another bad line now sits at that number) the new line gets its own record instead of
+    /// being skipped as if it had been handled.
+    @Test func idlessErrorLinesAreRecognisedByContentNotJustLineNumber() throws {
+        let out = TempFiles.directory + "/out-\(UUID()).jsonl"
+        var l = lines(2, maxTokens: 2)
+        l.insert("{this is not json", at: 1)
+        func run(_ l: [String]) throws -> [[String: Any]] {
+            let r = try CLI.run(["batch", "--model", tinyPath, "--backend", "naive", "--input", try input(l), "--output", out])
+            #expect(r.status == 0, "\(r.stderr)")
+            return try outputLines(out)
+        }
+        let first = try run(l)
+        #expect(first.count == 3)
+        let record = try #require(first.first { $0["line"] as? Int == 2 })
+        #expect(record["id"] is NSNull && (record["line_hash"] as? String)?.count == 16)
+        #expect(try run(l).count == 3, "resuming the same input redoes nothing")
+        l[1] = "{\"prompt\": \"no id here\"}"
+        let edited = try run(l)
+        #expect(edited.count == 4, "the edited line 2 gets its own record")
+        #expect(edited.last?["line"] as? Int == 2 && (edited.last?["error"] as? String ?? "").contains("missing 'id'"))
+        #expect(try run(l).count == 4)
+    }
+
     /// Lines that used to kill the whole job: `repeat_last_n: -1` (an overflow trap) and a
     /// max_tokens of 10^14 (reserved up front). Both now run to the end of their context.
     @Test func absurdButValidParametersRun() throws {
