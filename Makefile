@@ -11,7 +11,7 @@ GEMMA := $(STRATA_HOME)/models/gemma-3-270m-q4_k_m.gguf
 VENV := $(STRATA_HOME)/venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: all setup deps model gemma venv synthetic-model build release run test bench clean
+.PHONY: all setup deps model gemma venv synthetic-model build release run test test-sanitize fuzz fuzz-build bench clean
 
 all: release
 
@@ -62,6 +62,32 @@ run: setup release
 # Every test, built optimised: the real-model tests run the 30-layer model many times.
 test: setup gemma venv
 	STRATA_MODEL="$(MODEL)" STRATA_GEMMA="$(GEMMA)" STRATA_PYTHON="$(PYTHON)" $(SWIFT) test -c release
+
+# The unit suites on the tiny test models under ThreadSanitizer, then AddressSanitizer (each in its
+# own build directory). The real-model suites are skipped: the same code on bigger inputs, 10-50×
+# slower under a sanitizer. Not part of `make test`.
+SANITIZE_SKIP := RealModelTests|RealBatchTests|RealCLITests|ChatInterruptTests|QuantLoadTests
+test-sanitize: setup venv
+	@for s in thread address; do \
+		echo "test-sanitize: $$s"; \
+		STRATA_MODEL="$(MODEL)" STRATA_PYTHON="$(PYTHON)" $(SWIFT) test -c release --sanitize=$$s --scratch-path .build-$$s \
+			--skip '$(SANITIZE_SKIP)' || exit 1; \
+	done
+
+# libFuzzer harnesses (Fuzz/: the GGUF reader, the tokenizer, chat templates, the batch input
+# parser), built with coverage and AddressSanitizer, each run for FUZZ_SECONDS; a crash is saved
+# under Tests/Fuzz/regressions/<harness> and fails the run (scripts/fuzz.sh). Not part of `make test`,
+# which replays the seeds and saved regressions.
+FUZZ_SECONDS ?= 600
+FUZZERS := GGUF Tokenizer ChatTemplate BatchInput
+fuzz-build: deps
+	@for f in $(FUZZERS); do \
+		STRATA_FUZZ=1 $(SWIFT) build -c release --scratch-path .build-fuzz -Xswiftc -sanitize=fuzzer,address \
+			-Xswiftc -parse-as-library --product Fuzz$$f || exit 1; \
+	done
+
+fuzz: setup fuzz-build
+	STRATA_MODEL="$(MODEL)" ./scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZERS)
 
 # Kernel microbenchmarks and machine ceilings, then the full `strata bench` matrix (BLAS and naive;
 # the naive batch tests make it take about 20 minutes on 2 cores). BENCH_ARGS narrows the matrix.

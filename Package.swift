@@ -79,3 +79,12 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// libFuzzer harnesses (`make fuzz`), only when asked for: they link against libFuzzer's runtime
+// (-sanitize=fuzzer), which an ordinary build does not have.
+if ProcessInfo.processInfo.environment["STRATA_FUZZ"] == "1" {
+    package.targets.append(.systemLibrary(name: "CFuzz", path: "CSystem/CFuzz"))
+    for name in ["GGUF", "Tokenizer", "ChatTemplate", "BatchInput"] {
+        package.targets.append(.executableTarget(name: "Fuzz\(name)", dependencies: ["Strata", "CFuzz"], path: "Fuzz/\(name)"))
+    }
+}

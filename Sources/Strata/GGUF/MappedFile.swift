@@ -9,9 +9,12 @@ public final class MappedFile: @unchecked Sendable {
     /// Immutable after init; the pages are mapped read-only.
     public let bytes: UnsafeRawBufferPointer
     public let path: String
+    /// Whether `bytes` is a heap copy (`init(copying:)`) rather than a mapping.
+    let owned: Bool
 
     public init(path: String) throws {
         self.path = path
+        owned = false
         let fd = open(path, O_RDONLY)
         guard fd >= 0 else {
             throw GGUFError.cannotOpen(path: path, reason: String(cString: strerror(errno)))
@@ -35,7 +38,18 @@ public final class MappedFile: @unchecked Sendable {
         bytes = UnsafeRawBufferPointer(start: base, count: size)
     }
 
+    /// A copy of `bytes` in memory, read as if it were a file called `name` (the fuzzers parse
+    /// their inputs this way, without touching the filesystem).
+    init(copying source: UnsafeRawBufferPointer, name: String) {
+        path = name
+        owned = true
+        let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: max(source.count, 1), alignment: 64)
+        if source.count > 0 { copy.copyMemory(from: source) }
+        bytes = UnsafeRawBufferPointer(start: copy.baseAddress, count: source.count)
+    }
+
     deinit {
-        if let base = bytes.baseAddress { munmap(UnsafeMutableRawPointer(mutating: base), bytes.count) }
+        guard let base = bytes.baseAddress else { return }
+        if owned { UnsafeMutableRawPointer(mutating: base).deallocate() } else { munmap(UnsafeMutableRawPointer(mutating: base), bytes.count) }
     }
 }

@@ -101,7 +101,8 @@ public final class WeightMatrix: @unchecked Sendable {
     /// Tells the kernel the mapped pages of this matrix are not needed now (after they were
     /// repacked): they leave the resident set and come back from the page cache if read again.
     func releaseMappedPages() {
-        guard let raw, file != nil else { return }
+        // Only a mapping's pages can be dropped and fault back in; a heap copy's would be lost.
+        guard let raw, let file, !file.file.owned else { return }
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let start = (Int(bitPattern: raw) + page - 1) / page * page
         let end = (Int(bitPattern: raw) + rows * rowBytes) / page * page

@@ -1,0 +1,56 @@
+import Foundation
+import Testing
+@testable import Strata
+
+/// Replays the fuzzers' committed inputs — the seeds, and every crash, leak or timeout a fuzzing
+/// run saved under Tests/Fuzz/regressions once its bug is fixed — through the same entry points
+/// the harnesses call (`FuzzTargets`), so `make test` keeps every bug the fuzzers found fixed.
+@Suite struct FuzzReplayTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fuzz").path
+    static let tokenizer = try! Tokenizer(gguf: GGUFFile(path: TinyModel().write()))
+
+    static func inputs(_ harness: String) -> [(String, [UInt8])] {
+        var out: [(String, [UInt8])] = []
+        for dir in ["seeds", "regressions"] {
+            let path = root + "/" + dir + "/" + harness
+            let names = ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).filter { !$0.hasPrefix(".") }.sorted()
+            for n in names { out.append(("\(dir)/\(harness)/\(n)", Array(FileManager.default.contents(atPath: path + "/" + n) ?? Data()))) }
+        }
+        return out
+    }
+
+    @Test(arguments: ["GGUF", "Tokenizer", "ChatTemplate", "BatchInput"])
+    func committedInputsRunCleanly(harness: String) {
+        let inputs = Self.inputs(harness)
+        #expect(!inputs.filter { $0.0.hasPrefix("seeds/") }.isEmpty, "no seeds for \(harness) under \(Self.root)")
+        for (name, bytes) in inputs {
+            let summary = bytes.withUnsafeBytes { raw in
+                switch harness {
+                case "GGUF": FuzzTargets.gguf(raw)
+                case "Tokenizer": FuzzTargets.tokenizer(raw, tokenizer: Self.tokenizer)
+                case "ChatTemplate": FuzzTargets.chatTemplate(raw, tokenizer: Self.tokenizer)
+                default: FuzzTargets.batchInput(raw)
+                }
+            }
+            #expect(!summary.isEmpty, "\(name)")
+        }
+    }
+
+    /// The seeds exercise what they are meant to: the GGUF seed loads as far as the weights, the
+    /// batch seed has valid and invalid lines, every chat-template seed renders.
+    @Test func seedsReachTheCodeTheyAreFor() {
+        let gguf = Self.inputs("GGUF").filter { $0.0.hasPrefix("seeds/") }
+        #expect(gguf.contains { $0.1.withUnsafeBytes { FuzzTargets.gguf($0) }.hasSuffix("config, weights") })
+        let batch = Self.inputs("BatchInput").first { $0.0.hasSuffix("mixed.jsonl") }
+        #expect(batch.map { $0.1.withUnsafeBytes { FuzzTargets.batchInput($0) } } == "7 lines, 3 valid")
+        for (name, bytes) in Self.inputs("ChatTemplate") where name.hasPrefix("seeds/") {
+            #expect(bytes.withUnsafeBytes { FuzzTargets.chatTemplate($0, tokenizer: Self.tokenizer) }.hasSuffix("rendered"), "\(name)")
+        }
+        // A truncated copy of the GGUF seed fails with an error, not a trap.
+        if let seed = gguf.first?.1 {
+            for cut in [0, 3, 24, 100, seed.count / 2, seed.count - 1] {
+                #expect(!Array(seed.prefix(cut)).withUnsafeBytes { FuzzTargets.gguf($0) }.contains("weights"), "cut at \(cut)")
+            }
+        }
+    }
+}
