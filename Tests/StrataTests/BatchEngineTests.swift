@@ -95,3 +95,58 @@ import Testing
         #expect(received.count + rest.count < 3000)
     }
 }
+
+/// A request that becomes available while another decodes joins the next step (no "exhausted"
+/// latch: `next` returning nil once does not close the source).
+@Suite struct LateArrivalTests {
+    func params(_ n: Int) -> GenerationParameters {
+        var p = GenerationParameters()
+        p.sampling = .greedy
+        p.maxTokens = n
+        p.ignoreEOS = true
+        return p
+    }
+
+    @Test func aRequestArrivingMidDecodeRunsInTheSameSteps() throws {
+        let ctx = try InferenceContext(model: ForwardTests.tiny, options: ContextOptions(backend: .naive, contextLength: 128, slots: 2))
+        let runner = BatchRunner(context: ctx, tokenizer: nil)
+        var pending = [BatchRequest(id: "a", promptIds: [5, 6, 7], parameters: params(40))]
+        var events: [String] = []
+        var results: [String: [Int32]] = [:]
+        try runner.run(next: { pending.isEmpty ? nil : pending.removeFirst() }, onToken: { id, _ in
+            events.append(id)
+            // After a's third token, b becomes available (as a server request would).
+            if id == "a" && events.count == 3 { pending.append(BatchRequest(id: "b", promptIds: [9, 10], parameters: self.params(5))) }
+        }, onFinish: { id, r in results[id] = try? r.get().ids })
+        #expect(results["a"]?.count == 40 && results["b"]?.count == 5)
+        // b's five tokens come in the five steps right after it arrived, interleaved with a's.
+        #expect(Array(events.prefix(13)) == ["a", "a", "a", "a", "b", "a", "b", "a", "b", "a", "b", "a", "b"], "\(events.prefix(16))")
+        // And each answer is the one it gets alone.
+        let single = try Engine(model: ForwardTests.tiny, options: ContextOptions(backend: .naive, contextLength: 128))
+        #expect(results["b"] == (try single.generate(.ids([9, 10]), parameters: params(5))).ids)
+        #expect(results["a"] == (try single.generate(.ids([5, 6, 7]), parameters: params(40))).ids)
+    }
+
+    @Test func batchEngineAdmitsWhileDecoding() async throws {
+        // The long request takes thousands of steps (about a second), the short one a few.
+        let engine = try BatchEngine(model: ForwardTests.tiny, options: ContextOptions(backend: .naive, contextLength: 4096, slots: 2))
+        let long = params(4000), short = params(4)
+        let started = AsyncStream<Void>.makeStream()
+        async let longCount: Int = {
+            var n = 0
+            for try await e in engine.submit(.ids([5, 6]), parameters: long) where e.token >= 0 {
+                n += 1
+                if n == 2 { started.continuation.yield() }
+            }
+            return n
+        }()
+        for await _ in started.stream { break }
+        var shortDone = 0
+        for try await e in engine.submit(.ids([9]), parameters: short) where e.token >= 0 { shortDone += 1 }
+        // The short request finished while the long one is still running: it was admitted
+        // mid-decode rather than after the long one's 4,000 tokens.
+        #expect(shortDone == 4)
+        #expect(engine.activeRequests == 1, "the long request should still be decoding when the short one ends")
+        #expect(try await longCount == 4000)
+    }
+}

@@ -36,6 +36,17 @@ import Testing
         }
     }
 
+    /// Found by the GGUF fuzzer: one flipped byte made block_count 11,862,017 in a 12 KB file, and
+    /// loading built a list of 107 million tensor names before noticing the first was missing (a
+    /// 14 s timeout, 2 GB). Now the count is checked against the tensors the file holds.
+    @Test func anImpossibleBlockCountFailsAtOnce() throws {
+        let path = Self.root + "/regressions/GGUF/timeout-block-count-11862017"
+        #expect(throws: ModelError.self) { try Model(path: path) }
+        do { _ = try Model(path: path) } catch {
+            #expect("\(error)".contains("block_count is 11862017, but the file holds only 11 tensors"), "\(error)")
+        }
+    }
+
     /// The seeds exercise what they are meant to: the GGUF seed loads as far as the weights, the
     /// batch seed has valid and invalid lines, every chat-template seed renders.
     @Test func seedsReachTheCodeTheyAreFor() {

@@ -37,6 +37,10 @@ public final class BatchEngine: @unchecked Sendable {
         }
     }
 
+    /// Requests decoding now, and requests waiting for a slot.
+    public var activeRequests: Int { lock.lock(); defer { lock.unlock() }; return streams.count }
+    public var queuedRequests: Int { lock.lock(); defer { lock.unlock() }; return queue.count }
+
     private func next() -> BatchRequest? {
         lock.lock(); defer { lock.unlock() }
         while !queue.isEmpty {

@@ -49,7 +49,10 @@ public final class BatchRunner {
         self.tokenizer = tokenizer
     }
 
-    /// Runs until `next` returns nil and every admitted sequence has finished. `onToken` sees each
+    /// Runs until every admitted sequence has finished and `next` has nothing more. `next` is asked
+    /// again at every step while a slot is free, so a request that becomes available while others
+    /// decode (a server's, say) joins the very next step; nil means "nothing now", not "never".
+    /// `onToken` sees each
     /// token as it is chosen; `onFinish` each request's outcome (an error for a request that cannot
     /// run, such as a prompt longer than the context: the others go on). `shouldStop` is polled
     /// once per step; when it returns true, running sequences finish as `cancelled`. `isCancelled`
@@ -61,15 +64,14 @@ public final class BatchRunner {
                     isCancelled: (String) -> Bool = { _ in false }) throws {
         var free = Array((0 ..< context.slots).reversed())
         var running: [Running] = []
-        var exhausted = false
         var batch = Batch(capacity: context.maxBatchTokens)
         var rowOf: [(Running, Int)] = []
         rowOf.reserveCapacity(context.slots)
         let budget = context.maxBatchTokens
 
         func admit() {
-            while !exhausted, let slot = free.last {
-                guard let r = next() else { exhausted = true; return }
+            while let slot = free.last {
+                guard let r = next() else { return }
                 do {
                     try r.parameters.validate()
                     guard !r.promptIds.isEmpty else { throw InferenceError.emptyPrompt }

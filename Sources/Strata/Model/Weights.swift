@@ -68,6 +68,11 @@ public struct ModelWeights: Sendable {
     /// in parallel.
     init(gguf: GGUFFile, config c: ModelConfig, mode: WeightsMode = .native) throws {
         self.mode = mode
+        // Each block has at least nine tensors: a block count the file cannot hold fails here, not
+        // after a list of millions of tensor names (a corrupt count of 11 million did that).
+        guard c.blockCount <= gguf.tensors.count / 9 else {
+            throw ModelError.missingTensor("blk.\(c.blockCount - 1).attn_norm.weight (block_count is \(c.blockCount), but the file holds only \(gguf.tensors.count) tensors)")
+        }
         // The shape each tensor must have, in ggml order ([in, out]).
         var wanted: [(String, [Int])] = [
             ("token_embd.weight", [c.embeddingLength, c.vocabSize]),
