@@ -26,6 +26,8 @@ struct NextCommand: ParsableCommand {
     var minP: Float?
     @Flag(help: "Print JSON: {\"top\":[{\"id\",\"token\",\"logit\",\"prob\"}], …} (one object per step).")
     var json = false
+    @Flag(help: "Logit lens: also show the prediction read after every block (through the final norm and the LM head), layer by layer.")
+    var layers = false
 
     var chainRequested: Bool { temperature != nil || topK != nil || topP != nil || minP != nil }
 
@@ -46,12 +48,25 @@ struct NextCommand: ParsableCommand {
 
     struct Entry: Encodable { let id: Int32; let token: String?; let logit: Float; let prob: Double }
     struct Kept: Encodable { let id: Int32; let token: String?; let prob: Float }
+    struct LayerOutput: Encodable { let layer: Int; let top: [Entry] }
     struct StepOutput: Encodable {
         let step: Int
         let prompt_ids: [Int32]
         let top: [Entry]
         let chain: [Kept]?
         let chosen: Int32
+        let layers: [LayerOutput]?
+    }
+
+    /// The top entries of a logits row (softmax in Double, the row max subtracted).
+    func topEntries(_ logits: [Float], tokenizer: Tokenizer?) -> (entries: [Entry], order: [Int]) {
+        let maxl = logits.max()!
+        var probs = logits.map { Foundation.exp(Double($0 - maxl)) }
+        let sum = probs.reduce(0, +)
+        for i in probs.indices { probs[i] /= sum }
+        let order = logits.indices.sorted { logits[$0] > logits[$1] || (logits[$0] == logits[$1] && $0 < $1) }
+        let n = top == 0 ? order.count : min(top, order.count)
+        return (order.prefix(n).map { Entry(id: Int32($0), token: tokenizer?.piece(Int32($0)), logit: logits[$0], prob: probs[$0]) }, order)
     }
 
     func run() throws {
@@ -64,25 +79,22 @@ struct NextCommand: ParsableCommand {
         }
         let generator = Generator(model: model, tokenizer: tokenizer, context: ctx)
         let sampler = Sampler(parameters: chain, vocabularySize: ctx.vocabSize)
+        let lens = layers ? LogitLens(config: model.config) : nil
+        ctx.logitLens = lens
         for step in 0 ..< steps {
             try generator.prefill(ids, reuseCache: true)
             let logits = ctx.logits(row: 0)
-            // Full-vocabulary softmax in Double (the row max subtracted).
-            let maxl = logits.max()!
-            var probs = logits.map { Foundation.exp(Double($0 - maxl)) }
-            let sum = probs.reduce(0, +)
-            for i in probs.indices { probs[i] /= sum }
-            let order = logits.indices.sorted { logits[$0] > logits[$1] || (logits[$0] == logits[$1] && $0 < $1) }
-            let n = top == 0 ? order.count : min(top, order.count)
-            let entries = order.prefix(n).map { Entry(id: Int32($0), token: tokenizer?.piece(Int32($0)), logit: logits[$0], prob: probs[$0]) }
+            let (entries, order) = topEntries(logits, tokenizer: tokenizer)
+            let perLayer = lens.map { lens in (0 ..< lens.layers).map { LayerOutput(layer: $0, top: topEntries(lens.logits(afterLayer: $0), tokenizer: tokenizer).entries) } }
             var kept: [Kept]?
             if chainRequested {
                 kept = logits.withUnsafeBufferPointer { sampler.distribution($0) }.map { Kept(id: $0.id, token: tokenizer?.piece($0.id), prob: $0.p) }
             }
             let chosen = Int32(order[0])
             if json {
-                print(jsonString(StepOutput(step: step, prompt_ids: ids, top: entries, chain: kept, chosen: chosen)))
+                print(jsonString(StepOutput(step: step, prompt_ids: ids, top: entries, chain: kept, chosen: chosen, layers: perLayer)))
             } else {
+                if let perLayer { printLayers(perLayer) }
                 printTable(step: step, entries: entries, kept: kept, tokenizer: tokenizer, ids: ids)
             }
             ids.append(chosen)
@@ -109,6 +121,16 @@ struct NextCommand: ParsableCommand {
             print(line)
         }
         if let kept { print("the chain keeps \(kept.count) token(s)\(kept.count > entries.count ? " (\(kept.count - entries.count) beyond this list)" : "")") }
+        print("")
+    }
+
+    /// One line per block: its top tokens and their probabilities.
+    func printLayers(_ layers: [LayerOutput]) {
+        print("logit lens (each block's residual through the final norm and the LM head):")
+        for l in layers {
+            let tops = l.top.prefix(5).map { "'" + visible($0.token ?? "#\($0.id)") + "' " + String(format: "%.3f", $0.prob) }
+            print(String(format: "  after block %3d  ", l.layer) + tops.joined(separator: "  "))
+        }
         print("")
     }
 

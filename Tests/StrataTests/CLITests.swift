@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
 import Testing
 @testable import Strata
 
@@ -45,6 +48,47 @@ enum CLI {
 
     @Test func binaryIsBuilt() {
         #expect(FileManager.default.isExecutableFile(atPath: CLI.binary), "\(CLI.binary)")
+    }
+
+    /// `strata attention`: JSON in the documented shape (one causal distribution per row), the
+    /// terminal view, and an SVG that parses as XML with one heatmap per (layer, head) asked for.
+    @Test func attentionCommand() throws {
+        let ids = "5,40,77,100,3,250"
+        let r = try CLI.run(["attention", "--model", tinyPath, "--prompt-ids", ids, "--layer", "1", "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let o = try CLI.json(r.stdout)
+        let layers = try #require(o["layers"] as? [String: [[[Double]]]])
+        #expect(Array(layers.keys) == ["1"] && (o["tokens"] as? [String])?.count == 6 && (o["heads"] as? [Int]) == [0, 1, 2, 3])
+        for head in layers["1"]! {
+            #expect(head.count == 6)
+            for (q, row) in head.enumerated() {
+                #expect(row.count == 6 && abs(row.reduce(0, +) - 1) < 1e-5 && row[(q + 1)...].allSatisfy { $0 == 0 })
+            }
+        }
+        let text = try CLI.run(["attention", "--model", tinyPath, "--prompt-ids", ids, "--head", "2"])
+        #expect(text.status == 0 && text.stdout.components(separatedBy: "layer ").count - 1 == 2, "\(text.stdout)")
+        let svg = TempFiles.directory + "/attention-\(UUID()).svg"
+        let s = try CLI.run(["attention", "--model", tinyPath, "--prompt-ids", ids, "--svg", svg])
+        #expect(s.status == 0, "\(s.stderr)")
+        let doc = try XMLDocument(contentsOf: URL(fileURLWithPath: svg))
+        #expect(doc.rootElement()?.name == "svg")
+        #expect(try doc.nodes(forXPath: "//*[local-name()='g'][@class='heatmap']").count == 2 * 4)
+        for bad in [["--layer", "2"], ["--head", "4"], ["--layer", "x"]] {
+            #expect(try CLI.run(["attention", "--model", tinyPath, "--prompt-ids", ids] + bad).status != 0, "\(bad)")
+        }
+    }
+
+    /// `strata next --layers`: one reading per block; the last block's equals plain `next`.
+    @Test func logitLensCommand() throws {
+        let args = ["next", "--model", tinyPath, "--prompt-ids", "5,40,77", "--json", "--top", "5"]
+        let lens = try CLI.json(try CLI.run(args + ["--layers"]).stdout)
+        let plain = try CLI.json(try CLI.run(args).stdout)
+        let layers = try #require(lens["layers"] as? [[String: Any]])
+        #expect(layers.map { $0["layer"] as? Int } == [0, 1])
+        func ids(_ top: Any?) -> [Int] { (top as? [[String: Any]] ?? []).map { $0["id"] as! Int } }
+        func logits(_ top: Any?) -> [Double] { (top as? [[String: Any]] ?? []).map { $0["logit"] as! Double } }
+        #expect(ids(layers[1]["top"]) == ids(plain["top"]) && logits(layers[1]["top"]) == logits(plain["top"]))
+        #expect(ids(layers[0]["top"]).count == 5)
     }
 
     @Test func badInputExitsWith2BeforeLoading() throws {

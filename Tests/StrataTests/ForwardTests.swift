@@ -122,6 +122,50 @@ import Testing
         #expect(maxDiff(ctx.logits(row: r), recomputed) <= tolerance)
     }
 
+    /// The logit lens after block 0 of the two-layer tiny model is exactly the logits of a one-layer
+    /// model with the same first block (the writer draws weights in file order, so the one-layer
+    /// file holds the same token embedding, output norm and block 0); after the last block it is
+    /// the step's own logits. Bit for bit on simd and naive, within rounding on blas.
+    @Test(arguments: Backend.allCases)
+    func logitLensAgreesWithATruncatedModel(backend: Backend) throws {
+        let oneLayer = try TinyModel(layers: 1).load()
+        let ctx = try InferenceContext(model: Self.tiny, options: ContextOptions(backend: backend, contextLength: 64))
+        let lens = LogitLens(config: Self.tiny.config)
+        ctx.logitLens = lens
+        try ctx.prefill(tokens)
+        let tolerance: Float = backend == .blas ? 1e-4 : 0
+        #expect(maxDiff(lens.logits(afterLayer: 1), ctx.logits(row: 0)) <= tolerance)
+        let truncated = try InferenceContext(model: oneLayer, options: ContextOptions(backend: backend, contextLength: 64))
+        try truncated.prefill(tokens)
+        #expect(maxDiff(lens.logits(afterLayer: 0), truncated.logits(row: 0)) <= tolerance)
+        #expect(maxDiff(lens.logits(afterLayer: 0), lens.logits(afterLayer: 1)) > 0.01, "the two blocks' readings should differ")
+    }
+
+    /// Attention capture on the tiny model: every backend records the same distributions (within
+    /// rounding), causal and normalised.
+    @Test func attentionCaptureAgreesAcrossBackends() throws {
+        func capture(_ backend: Backend) throws -> [[[Float]]] {
+            let ctx = try InferenceContext(model: Self.tiny, options: ContextOptions(backend: backend, contextLength: tokens.count))
+            let cap = AttentionCapture(layers: [1], heads: 4, rows: tokens.count, positions: ctx.contextLength)
+            ctx.attentionCapture = cap
+            var batch = Batch()
+            batch.add(slot: 0, tokens: tokens, logits: .last)
+            try ctx.evaluate(batch)
+            return cap.probabilities(layer: 1)
+        }
+        let ref = try capture(.naive)
+        for (h, rows) in ref.enumerated() {
+            for (q, row) in rows.enumerated() {
+                #expect(abs(row.reduce(0, +) - 1) < 1e-5 && row[(q + 1)...].allSatisfy { $0 == 0 } && row[0 ... q].allSatisfy { $0 > 0 }, "head \(h) row \(q)")
+            }
+        }
+        for b in [Backend.simd, .blas] {
+            let got = try capture(b)
+            let d = zip(got.joined(), ref.joined()).map { zip($0, $1).map { abs($0 - $1) }.max()! }.max()!
+            #expect(d <= 1e-5, "\(b) vs naive: \(d)")
+        }
+    }
+
     @Test func untiedOutputQuantizedWeightsAndQwen2Biases() throws {
         var spec = TinyModel()
         spec.tied = false

@@ -14,18 +14,20 @@ enum Attention {
     /// per head: scores, softmax, and the probability-weighted sum of values. The key and value
     /// rows of the group are read once per head from cache; the output accumulates in registers
     /// (eight SIMD8 sums for a 64-wide head), not in memory. `scratch` holds `visible` floats.
+    /// With `capture`, each head's probabilities are also copied to `capture + h · captureStride`.
     ///
     /// q: [qDim] (all heads of the row) · k, v: [positions, kvDim] (the slot's cache, float32 or
     /// half precision) · out: [qDim]
     static func fusedRow<E: KVElement>(q: UnsafePointer<Float>, k: UnsafePointer<E>, v: UnsafePointer<E>,
                          out: UnsafeMutablePointer<Float>, visible S: Int, kvHead g: Int, shape: Shape, scale: Float,
-                         scratch: UnsafeMutablePointer<Float>) {
+                         scratch: UnsafeMutablePointer<Float>, capture: UnsafeMutablePointer<Float>? = nil, captureStride: Int = 0) {
         let hd = shape.headDim, kvDim = shape.kvDim
         let kg = k + g * hd, vg = v + g * hd
         for h in g * shape.group ..< (g + 1) * shape.group {
             let qh = q + h * hd, o = out + h * hd
             for s in 0 ..< S { scratch[s] = dot(qh, kg + s * kvDim, hd) }
             SIMDMath.softmax(scratch, S, scale: scale)
+            if let capture { (capture + h * captureStride).update(from: scratch, count: S) }
             if hd == 64 {
                 var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
                 var a4 = SIMD8<Float>(), a5 = SIMD8<Float>(), a6 = SIMD8<Float>(), a7 = SIMD8<Float>()
@@ -97,7 +99,7 @@ enum Attention {
     /// computed the same way whatever else is in the batch. `scratch` holds `3 × positions` floats.
     static func transposedRow<E: KVElement>(q: UnsafePointer<Float>, kt: UnsafePointer<E>, v: UnsafePointer<E>, positions: Int,
                               out: UnsafeMutablePointer<Float>, visible S: Int, kvHead g: Int, shape: Shape, scale: Float,
-                              scratch: UnsafeMutablePointer<Float>) {
+                              scratch: UnsafeMutablePointer<Float>, capture: UnsafeMutablePointer<Float>? = nil, captureStride: Int = 0) {
         let hd = shape.headDim, w = PVec.scalarCount, kb = keyBlock
         let ktg = kt + g * hd * positions, vg = v + g * positions * hd
         let p0 = scratch, p1 = scratch + positions, p2 = scratch + 2 * positions
@@ -128,6 +130,11 @@ enum Attention {
             SIMDMath.softmax(p0, S, scale: scale)
             if h1 != h0 { SIMDMath.softmax(p1, S, scale: scale) }
             if h2 != h1 { SIMDMath.softmax(p2, S, scale: scale) }
+            if let capture {
+                (capture + h0 * captureStride).update(from: p0, count: S)
+                if h1 != h0 { (capture + h1 * captureStride).update(from: p1, count: S) }
+                if h2 != h1 { (capture + h2 * captureStride).update(from: p2, count: S) }
+            }
             let o0 = out + h0 * hd, o1 = out + h1 * hd, o2 = out + h2 * hd
             var j = 0
             while j + 2 * w <= hd {

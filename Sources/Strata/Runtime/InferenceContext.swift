@@ -19,6 +19,11 @@ public final class InferenceContext {
     public let plan: [Op]
     /// Timing hook; nil (the default) costs nothing.
     public var observer: ExecutionObserver?
+    /// Attention probabilities recorded as the kernels compute them (nil, the default, costs one
+    /// branch per row and head).
+    public var attentionCapture: AttentionCapture?
+    /// The logit lens: each block's residual read through the final norm and LM head (nil: off).
+    public var logitLens: LogitLens?
 
     /// Tokens held per slot.
     public private(set) var lengths: [Int]
@@ -291,6 +296,14 @@ public final class InferenceContext {
         case .ffnDown:
             linear(gate.matrix(rows: T, cols: F), w.layers[op.layer!].ffnDown, packed?.layers[op.layer!].ffnDown,
                    x.matrix(rows: T, cols: E), accumulate: true)
+            if let lens = logitLens, let e = batch.entries.first(where: { $0.logits != .none && $0.count > 0 }) {
+                // What the model would predict if it stopped here: the same norm and LM head.
+                let row = e.rowStart + e.count - 1, l = op.layer!
+                Ops.rmsNorm(x: Matrix(base: x.matrix(rows: T, cols: E).row(row), rows: 1, cols: E, stride: E), weight: w.outputNorm,
+                            eps: c.rmsEpsilon, y: lens.normed.matrix(rows: 1, cols: E))
+                linear(lens.normed.matrix(rows: 1, cols: E), w.output, packed?.output,
+                       lens.buffer.matrix(offset: l * c.vocabSize, rows: 1, cols: c.vocabSize))
+            }
         case .outputNorm:
             // Gather only the rows that need logits, normalising as they are copied.
             let src = x.matrix(rows: T, cols: E)
@@ -398,6 +411,8 @@ public final class InferenceContext {
 
     private func attention<E: KVElement>(_: E.Type, layer: Int, batch: Batch, T: Int) {
         let kc = kCache.elements(E.self), vc = vCache.elements(E.self)
+        let capture = attentionCapture
+        precondition(capture.map { $0.positions >= contextLength && $0.heads == c.headCount } ?? true, "attention capture too small for the context")
         let hd = c.headDim
         let scale = 1 / Float(hd).squareRoot()
         let timed = observer != nil
@@ -416,10 +431,12 @@ public final class InferenceContext {
                     var i = (t - e.rowStart % n + n) % n
                     while i < e.count {
                         let row = e.rowStart + i, visible = lengths[e.slot] + i + 1
+                        let cap = capture?.base(layer: layer, row: row)
                         for g in 0 ..< c.headCountKV {
                             Attention.transposedRow(q: q.base + row * c.qDim, kt: kc + base, v: vc + base,
                                                     positions: cachePositions, out: att.base + row * c.qDim, visible: visible,
-                                                    kvHead: g, shape: shape, scale: scale, scratch: scratch)
+                                                    kvHead: g, shape: shape, scale: scale, scratch: scratch,
+                                                    capture: cap, captureStride: capture?.headStride ?? 0)
                         }
                         i += n
                     }
@@ -444,10 +461,12 @@ public final class InferenceContext {
                 for i in 0 ..< e.count {
                     let row = e.rowStart + i, visible = lengths[e.slot] + i + 1
                     fusedPairs += visible
+                    let cap = capture?.base(layer: layer, row: row)
                     for g in 0 ..< c.headCountKV {
                         Attention.fusedRow(q: q.base + row * c.qDim, k: kc + base, v: vc + base,
                                            out: att.base + row * c.qDim, visible: visible, kvHead: g,
-                                           shape: shape, scale: scale, scratch: rowScratch.base)
+                                           shape: shape, scale: scale, scratch: rowScratch.base,
+                                           capture: cap, captureStride: capture?.headStride ?? 0)
                     }
                 }
             }
@@ -475,6 +494,12 @@ public final class InferenceContext {
                     GEMM.run(backend, a: qh, b: kg, c: sc, transB: true)
                     let t1 = timed ? now() : 0
                     softmaxRows(sc, scale: scale, firstVisible: p0 + r0 + 1)
+                    if let capture {
+                        for r in r0 ..< r1 {
+                            // Row r sees the keys up to p0 + r (the block's matrix is wider; the rest is masked).
+                            capture.base(layer: layer, row: e.rowStart + r).map { ($0 + h * capture.headStride).update(from: sc.row(r - r0), count: p0 + r + 1) }
+                        }
+                    }
                     let t2 = timed ? now() : 0
                     GEMM.run(backend, a: sc, b: vg, c: oh, transB: false)
                     if timed { let t3 = now(); tScores += t1 - t0; tSoftmax += t2 - t1; tValues += t3 - t2 }
