@@ -27,8 +27,8 @@ for h in "${harnesses[@]}"; do
   "$bin/Fuzz$h" "$corpus" "Tests/Fuzz/seeds/$h" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
       -artifact_prefix="$regress/" -print_final_stats=1 > "$log" 2>&1
   status=$?
-  done_line=$(grep -E '^#[0-9]+ +DONE' "$log" | tail -1)
-  [ -n "$done_line" ] || done_line=$(grep -E '^#[0-9]+ ' "$log" | tail -1)
+  done_line=$(grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -1)
+  [ -n "$done_line" ] || done_line=$(grep -E '^#[0-9]+[[:space:]]' "$log" | tail -1)
   execs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$')
   rate=$(grep -oE 'stat::average_exec_per_sec: *[0-9]+' "$log" | grep -oE '[0-9]+$')
   cov=$(sed -nE 's/.* cov: ([0-9]+).*/\1/p' <<< "$done_line")

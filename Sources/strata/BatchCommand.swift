@@ -132,47 +132,52 @@ final class BatchOutput {
     init(path: String) throws {
         self.path = path
         var st = stat()
-        let exists = stat(path, &st) == 0
-        if exists && (st.st_mode & S_IFMT) == S_IFREG {
-            let data = try Data(contentsOf: URL(fileURLWithPath: path))
-            let bytes = [UInt8](data)
-            var start = 0, lineNumber = 0, parsed = 0, bad: [Int] = []
-            while let nl = bytes[start...].firstIndex(of: UInt8(ascii: "\n")) {
-                lineNumber += 1
-                let line = Data(bytes[start ..< nl])
-                start = nl + 1
-                if line.allSatisfy({ $0 == 32 || $0 == 9 || $0 == 13 }) { continue }
-                guard let o = (try? JSONSerialization.jsonObject(with: line)) as? [String: Any] else { bad.append(lineNumber); continue }
-                parsed += 1
-                if let k = BatchJobs.doneKey(o) { done.insert(k) }
-            }
-            if parsed == 0 && !bad.isEmpty {
-                throw ValidationError("--output '\(path)' exists and is not the JSONL output of strata batch (line 1 is not a JSON object); refusing to append to it")
-            }
-            for n in bad { printErr("batch: line \(n) of \(path) is not a JSON object; left as it is (its input line will be redone)") }
-            if start < bytes.count {
-                // The last line has no newline: a complete record is kept (its newline added), a
-                // torn one removed.
-                let tail = Data(bytes[start...])
-                let h = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
-                if let o = (try? JSONSerialization.jsonObject(with: tail)) as? [String: Any] {
-                    if let k = BatchJobs.doneKey(o) { done.insert(k) }
-                    try h.seekToEnd()
-                    try h.write(contentsOf: Data([UInt8(ascii: "\n")]))
-                } else {
-                    printErr("batch: removing an incomplete last line from \(path) (\(bytes.count - start) bytes); it will be redone")
-                    try h.truncate(atOffset: UInt64(start))
-                }
-                try h.close()
-            }
-        }
-        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+        // A device or pipe (/dev/stdout, a FIFO) is written to, never read back or trimmed.
+        let regular = stat(path, &st) != 0 || (st.st_mode & S_IFMT) == S_IFREG
+        // Lock first, then read and repair: a second job on the same file must be refused before
+        // it touches a byte the first one wrote.
+        let fd = open(path, (regular ? O_RDWR | O_CREAT : O_WRONLY) | O_APPEND | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw ValidationError("cannot open --output '\(path)': \(String(cString: strerror(errno)))") }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             close(fd)
             throw ValidationError("--output '\(path)' is locked by another strata batch job")
         }
-        handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+        let h = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+        handle = h
+        guard regular else { return }
+        let bytes = [UInt8]((try? h.readToEnd()) ?? Data())
+        var start = 0, lineNumber = 0, parsed = 0, bad: [Int] = []
+        while let nl = bytes[start...].firstIndex(of: UInt8(ascii: "\n")) {
+            lineNumber += 1
+            let line = Data(bytes[start ..< nl])
+            start = nl + 1
+            if line.allSatisfy({ $0 == 32 || $0 == 9 || $0 == 13 }) { continue }
+            guard let o = (try? JSONSerialization.jsonObject(with: line)) as? [String: Any] else { bad.append(lineNumber); continue }
+            parsed += 1
+            if let k = BatchJobs.doneKey(o) { done.insert(k) }
+        }
+        let tail = Data(bytes[start...])
+        let tailRecord = (try? JSONSerialization.jsonObject(with: tail)) as? [String: Any]
+        let tailBlank = tail.allSatisfy { $0 == 32 || $0 == 9 || $0 == 13 }
+        // Nothing in the file is a record of ours, and it is not a torn first record (which starts
+        // with "{"): some other file, which appending to (or trimming) would damage.
+        if parsed == 0 && tailRecord == nil && (!bad.isEmpty || (!tailBlank && tail.first != UInt8(ascii: "{"))) {
+            throw ValidationError("--output '\(path)' exists and is not the JSONL output of strata batch (no line is a JSON object); refusing to append to it")
+        }
+        for n in bad { printErr("batch: line \(n) of \(path) is not a JSON object; left as it is (its input line will be redone)") }
+        if !tail.isEmpty {
+            // The last line has no newline: a complete record is kept (its newline added), a torn
+            // one removed.
+            if let o = tailRecord {
+                if let k = BatchJobs.doneKey(o) { done.insert(k) }
+                try h.write(contentsOf: Data([UInt8(ascii: "\n")]))
+            } else if !tailBlank {
+                printErr("batch: removing an incomplete last line from \(path) (\(bytes.count - start) bytes); it will be redone")
+                guard ftruncate(fd, off_t(start)) == 0 else {
+                    throw ValidationError("cannot trim the torn last line of --output '\(path)': \(String(cString: strerror(errno)))")
+                }
+            }
+        }
     }
 
     func write(_ object: [String: Any]) {

@@ -73,7 +73,10 @@ struct BenchCommand: ParsableCommand {
         if try backends.isEmpty { throw ValidationError("--backend needs at least one of simd, blas, naive") }
         if try weightModes.isEmpty { throw ValidationError("--weights needs at least one of native, f32") }
         if try activationModes.isEmpty { throw ValidationError("--activations needs at least one of f32, q8") }
-        if try list(threads, "--threads").contains(where: { $0 < 1 }) { throw ValidationError("--threads values must be ≥ 1") }
+        if try list(threads, "--threads").contains(where: { $0 < 1 || $0 > 1024 }) { throw ValidationError("--threads values must be between 1 and 1024") }
+        if try list(p, "-p").contains(where: { $0 > 1 << 16 }) || list(n, "-n").contains(where: { $0 > 1 << 20 }) || list(batch, "--batch").contains(where: { $0 > 4096 }) || batchPrompt > 1 << 16 {
+            throw ValidationError("-p and --batch-prompt must be at most 65536, -n at most 1048576, --batch at most 4096")
+        }
         _ = try list(batch, "--batch"); _ = try list(p, "-p"); _ = try list(n, "-n")
         if r < 1 { throw ValidationError("-r must be ≥ 1, got \(r)") }
         if !["md", "json", "csv"].contains(format) { throw ValidationError("--format must be md, json or csv, got '\(format)'") }

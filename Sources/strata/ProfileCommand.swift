@@ -202,7 +202,7 @@ struct ModelOptionsNoBackend: ParsableArguments {
     @Option(name: .customLong("cache-type"), help: "KV cache element type: f32 or f16.")
     var cacheType: KVCacheType = .f32
 
-    func validate() throws { if let t = threads, t < 1 { throw ValidationError("--threads must be ≥ 1") } }
+    func validate() throws { if let t = threads, t < 1 || t > 1024 { throw ValidationError("--threads must be between 1 and 1024, got \(t)") } }
 
     func loadModel() throws -> Model { try Model(path: try Model.resolvePath(model), weights: weights) }
 }

@@ -165,6 +165,37 @@ import Testing
         #expect(r.status == 2 && r.stderr.contains("locked by another"), "\(r.stderr)")
     }
 
+    /// A job refused by the lock must not repair the file first: a torn last line that the running
+    /// job is still writing stays as it is.
+    @Test func aLockedOutputIsNotTouched() throws {
+        let out = TempFiles.directory + "/locked-torn-\(UUID()).jsonl"
+        let content = Array("{\"id\": \"a\", \"text\": \"x\"}\n{\"id\": \"b\", \"te".utf8)
+        FileManager.default.createFile(atPath: out, contents: Data(content))
+        let fd = open(out, O_WRONLY)
+        defer { close(fd) }
+        #expect(flock(fd, LOCK_EX | LOCK_NB) == 0)
+        let r = try CLI.run(["batch", "--model", tinyPath, "--input", try input(lines(2, maxTokens: 2)), "--output", out])
+        #expect(r.status == 2 && r.stderr.contains("locked by another"), "\(r.stderr)")
+        #expect(Array(FileManager.default.contents(atPath: out) ?? Data()) == content)
+    }
+
+    /// Some other file given as --output — with or without a final newline — is refused and kept
+    /// byte for byte; an empty one and a torn first record are ours to use.
+    @Test func aForeignOutputWithoutNewlineIsKept() throws {
+        for text in ["notes", "notes\nmore notes", "[1, 2, 3]"] {
+            let out = TempFiles.directory + "/foreign-\(UUID()).txt"
+            FileManager.default.createFile(atPath: out, contents: Data(text.utf8))
+            let r = try CLI.run(["batch", "--model", tinyPath, "--backend", "naive", "--input", try input(lines(1, maxTokens: 2)), "--output", out])
+            #expect(r.status == 2 && r.stderr.contains("not the JSONL output"), "\(text): \(r.stderr)")
+            #expect(String(decoding: FileManager.default.contents(atPath: out) ?? Data(), as: UTF8.self) == text)
+        }
+        let torn = TempFiles.directory + "/torn-first-\(UUID()).jsonl"
+        FileManager.default.createFile(atPath: torn, contents: Data("{\"id\": \"job-0\", \"te".utf8))
+        let r = try CLI.run(["batch", "--model", tinyPath, "--backend", "naive", "--input", try input(lines(1, maxTokens: 2)), "--output", torn])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(try outputLines(torn).count == 1)
+    }
+
     /// Ids must be strings or integers; any other id gives an error record with the id exactly as
     /// given, and a rerun does not redo or duplicate anything.
     @Test func idsThatAreNotStringsOrIntegersAreErrors() throws {
@@ -204,6 +235,22 @@ import Testing
         #expect(o.count == 3)
         #expect(o.contains { key($0) == "inj" && ($0["error"] as? String)?.contains("not a plain name") == true })
         #expect(o.contains { key($0) == "ok" && $0["error"] == nil })
+    }
+
+    /// Phi-3 and Zephyr spell the role inside a control token (`<|user|>`): a plain name such as
+    /// "end" would render `<|end|>`, the end-of-turn token. Those templates take only their roles.
+    @Test func phi3RolesCannotSpellControlTokens() throws {
+        let tok = try Tokenizer(gguf: GGUFFile(path: tinyPath))
+        for name in ["phi3", "zephyr"] {
+            let t = try ChatTemplate.named(name)
+            for role in ["end", "endoftext", "im_end", "assistant_x"] {
+                #expect(throws: ChatTemplateError.self, "\(name) \(role)") { try t.validate([ChatMessage(role: role, content: "hi")]) }
+            }
+            try t.validate([ChatMessage(role: "system", content: "s"), ChatMessage(role: "user", content: "u"), ChatMessage(role: "assistant", content: "a")])
+        }
+        // Other templates keep the role as text after their markup: any plain name is safe there.
+        try ChatTemplate.named("chatml").validate([ChatMessage(role: "end", content: "hi")])
+        _ = tok
     }
 
     /// A duplicate id is refused even when its lines fall in different shards.

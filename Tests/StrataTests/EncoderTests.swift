@@ -55,4 +55,28 @@ import Testing
             if backend != .blas { #expect(alone == batched[i].embedding, "\(backend): batched vs alone for \(texts[i])") }
         }
     }
+
+    /// `strata embed --input`: one line per input in order, ids as given back, nothing else on
+    /// stdout; `strata similarity` ranks a paraphrase above an unrelated sentence.
+    @Test func embedAndSimilarityCommands() throws {
+        _ = try encoder(.naive)
+        let lines = Self.cases.enumerated().map { i, c in
+            String(decoding: try! JSONSerialization.data(withJSONObject: ["id": i, "text": c["text"]!]), as: UTF8.self)
+        }
+        let input = try TempFiles.write(Array((lines.joined(separator: "\n") + "\n").utf8), name: "embed.jsonl")
+        let r = try CLI.run(["embed", "--model", Self.folder, "--input", input, "--batch", "3"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let out = r.stdout.split(separator: "\n").map { try! CLI.json(String($0)) }
+        #expect(out.count == Self.cases.count)
+        for (i, o) in out.enumerated() {
+            #expect(o["id"] as? Int == i && RealModel.ids(o["ids"]) == RealModel.ids(Self.cases[i]["ids"]))
+            let e = (o["embedding"] as! [Double]).map { Float($0) }
+            #expect(Self.cosine(e, Self.cases[i]["embedding"] as! [Double]) >= 0.99999)
+        }
+        let sim = try CLI.json(try CLI.run(["similarity", "--model", Self.folder, "--json", "The cat sits on the mat.",
+                                            "A kitten rests on a rug.", "Stock markets fell sharply today."]).stdout)
+        let m = sim["similarity"] as! [[Double]]
+        #expect(abs(m[0][0] - 1) < 1e-5 && m[0][1] > m[0][2] + 0.3 && m[1][0] == m[0][1])
+        #expect(try CLI.run(["embed", "--model", "/nonexistent", "x"]).status == 2)
+    }
 }

@@ -18,12 +18,11 @@ public struct BatchJob: @unchecked Sendable {
     /// line without an id only if that line still holds the same text.
     public let lineHash: String
     let object: [String: Any]
+    /// Why the line could not even be read as a request (not JSON, no usable id), if so.
+    public let parseError: String?
 
     public static let known: Set<String> = ["id", "prompt", "messages", "max_tokens", "temperature", "top_p", "top_k", "min_p",
                                             "repeat_penalty", "repeat_last_n", "frequency_penalty", "presence_penalty", "seed", "stop"]
-
-    /// The error a line carries from parsing (not JSON, no usable id), if any.
-    public var parseError: String? { object["__error"] as? String }
 
     /// The prompt and the sampling parameters the line asks for, on top of `defaults`.
     public func parse(defaults: GenerationParameters) throws -> (prompt: Prompt, parameters: GenerationParameters) {
@@ -131,6 +130,7 @@ public struct BatchJobs: @unchecked Sendable {
             var object: [String: Any] = [:]
             var key = "#line\(number)"
             var idValue: Any = NSNull()
+            var parseError: String?
             if let o = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] {
                 object = o
                 if let s = o["id"] as? String { key = "s:" + s; idValue = s }
@@ -139,18 +139,18 @@ public struct BatchJobs: @unchecked Sendable {
                     // null, a boolean, a fraction, an array or an object: an error record that gives
                     // the id back exactly as it came.
                     idValue = bad
-                    object["__error"] = "line \(number): 'id' must be a string or an integer"
+                    parseError = "line \(number): 'id' must be a string or an integer"
                 }
                 if key.hasPrefix("s:") || key.hasPrefix("n:"), let prev = firstLine[key] {
                     throw BatchInputError(description: "duplicate id \(o["id"]!) on input lines \(prev) and \(number)")
                 }
                 firstLine[key] = number
-                if o["id"] == nil { object["__error"] = "line \(number): missing 'id'" }
+                if o["id"] == nil { parseError = "line \(number): missing 'id'" }
             } else {
-                object["__error"] = "line \(number): not a JSON object"
+                parseError = "line \(number): not a JSON object"
             }
             guard mine else { continue }
-            let job = BatchJob(line: number, key: key, idValue: idValue, lineHash: BatchJob.hash(text), object: object)
+            let job = BatchJob(line: number, key: key, idValue: idValue, lineHash: BatchJob.hash(text), object: object, parseError: parseError)
             pending.append(job)
             byKey[key] = job
         }

@@ -59,8 +59,9 @@ public final class Engine: @unchecked Sendable {
         case let .ids(ids): return ids
         case let .text(s): return tokenizer.encode(s, special: true, addSpecial: true)
         case let .messages(m):
-            try ChatTemplate.validate(m)
-            return tokenizer.encode(try requireTemplate().render(m), addSpecial: true)
+            let template = try requireTemplate()
+            try template.validate(m)
+            return tokenizer.encode(template.render(m), addSpecial: true)
         }
     }
 

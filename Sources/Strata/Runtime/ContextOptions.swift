@@ -108,18 +108,33 @@ enum CgroupMemory {
             if f[0] == "0" && f[1].isEmpty { v2Path = String(f[2]) }
             if f[1].split(separator: ",").contains("memory") { v1Path = String(f[2]) }
         }
-        // v2: the process's own cgroup directory, else the root (a container's namespace root).
-        for dir in Set([root + v2Path, root]) {
-            if let limit = number(dir + "/memory.max") {
-                return (limit, number(dir + "/memory.current") ?? 0)
+        // The process's own cgroup and every ancestor up to the root (a limit set on a parent — a
+        // Slurm job, a systemd slice — binds too): the one with the least room left wins.
+        func chain(_ base: String, _ path: String) -> [String] {
+            var dirs: [String] = [], parts = path.split(separator: "/").map(String.init)
+            while true {
+                dirs.append(base + (parts.isEmpty ? "" : "/" + parts.joined(separator: "/")))
+                if parts.isEmpty { break }
+                parts.removeLast()
             }
+            return dirs
+        }
+        var best: (limit: Int, usage: Int)?
+        func consider(_ limit: Int, _ usage: Int) {
+            if best == nil || limit - usage < best!.limit - best!.usage { best = (limit, usage) }
+        }
+        // v2 ("max" does not parse: no limit at that level).
+        for dir in chain(root, v2Path) {
+            if let limit = number(dir + "/memory.max") { consider(limit, number(dir + "/memory.current") ?? 0) }
         }
         // v1: an unlimited group reports a number near Int64.max.
-        for dir in Set([root + "/memory" + v1Path, root + "/memory"]) {
-            if let limit = number(dir + "/memory.limit_in_bytes"), limit < 1 << 60 {
-                return (limit, number(dir + "/memory.usage_in_bytes") ?? 0)
+        if best == nil {
+            for dir in chain(root + "/memory", v1Path) {
+                if let limit = number(dir + "/memory.limit_in_bytes"), limit < 1 << 60 {
+                    consider(limit, number(dir + "/memory.usage_in_bytes") ?? 0)
+                }
             }
         }
-        return nil
+        return best
     }
 }

@@ -117,6 +117,18 @@ public enum ChatTemplate: Sendable, Equatable {
         }
     }
 
+    /// `validate(_:)`, and for the templates that spell the role inside a control token (Phi-3's
+    /// and Zephyr's `<|role|>`), only the roles they define: a plain name such as "end" would
+    /// otherwise become `<|end|>`, the end-of-turn token.
+    public func validate(_ messages: [ChatMessage]) throws {
+        try Self.validate(messages)
+        switch self {
+        case .phi3, .zephyr:
+            for m in messages where !["system", "user", "assistant"].contains(m.role) { throw ChatTemplateError.invalidRole(m.role) }
+        default: break
+        }
+    }
+
     /// Renders messages, then the opening of the assistant's turn when `addGenerationPrompt`.
     public func render(_ messages: [ChatMessage], addGenerationPrompt: Bool = true) -> RenderedPrompt {
         var p = RenderedPrompt()

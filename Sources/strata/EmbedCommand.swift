@@ -1,0 +1,94 @@
+import ArgumentParser
+import Foundation
+import Strata
+
+/// The encoder's folder: --model (a sentence-transformers folder), else $STRATA_HOME/models/all-minilm-l6-v2.
+struct EncoderOptions: ParsableArguments {
+    @Option(name: .long, help: "A sentence-transformers folder (default: all-MiniLM-L6-v2 under $STRATA_HOME/models; `make minilm` fetches it).")
+    var model: String?
+    @Option(help: "Kernels: simd, blas or naive.")
+    var backend: Backend = .simd
+
+    func load() throws -> SentenceEncoder {
+        let home = ProcessInfo.processInfo.environment["STRATA_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? (NSHomeDirectory() + "/.cache/strata")
+        let folder = model ?? home + "/models/all-minilm-l6-v2"
+        guard FileManager.default.fileExists(atPath: folder + "/model.safetensors") else {
+            throw ValidationError("no sentence-transformers model at '\(folder)' (model.safetensors missing); run `make minilm` or pass --model DIR")
+        }
+        return try SentenceEncoder(folder: folder, backend: backend)
+    }
+}
+
+struct EmbedCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "embed",
+        abstract: "Sentence embeddings from an encoder (all-MiniLM-L6-v2): one JSON line {\"text\", \"ids\", \"embedding\"} per input, in order.",
+        discussion: "Texts come from the arguments, or from --input FILE.jsonl with one {\"text\": …} (optional \"id\") per line. Embeddings are mean-pooled and unit length."
+    )
+    @OptionGroup var encoder: EncoderOptions
+    @Option(help: "JSONL input: one {\"text\": …} per line (optional \"id\", echoed back).")
+    var input: String?
+    @Option(help: "Sentences per batch.")
+    var batch: Int = 32
+    @Argument(help: "Texts to embed.")
+    var texts: [String] = []
+
+    func validate() throws {
+        if input == nil && texts.isEmpty { throw ValidationError("give texts or --input FILE.jsonl") }
+        if input != nil && !texts.isEmpty { throw ValidationError("give texts or --input, not both") }
+        if batch < 1 || batch > 4096 { throw ValidationError("--batch must be between 1 and 4096") }
+    }
+
+    func run() throws {
+        var items: [(id: Any?, text: String)] = texts.map { (nil, $0) }
+        if let input {
+            let data = input == "-" ? FileHandle.standardInput.readDataToEndOfFile() : try Data(contentsOf: URL(fileURLWithPath: input))
+            for (i, raw) in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() {
+                if raw.allSatisfy({ $0 == 32 || $0 == 9 || $0 == 13 }) { continue }
+                guard let o = (try? JSONSerialization.jsonObject(with: Data(raw))) as? [String: Any], let t = o["text"] as? String else {
+                    throw ValidationError("\(input) line \(i + 1): expected {\"text\": …}")
+                }
+                items.append((o["id"], t))
+            }
+        }
+        let enc = try encoder.load()
+        var start = 0
+        while start < items.count {
+            let chunk = items[start ..< min(items.count, start + batch)]
+            for (item, r) in zip(chunk, try enc.embed(chunk.map(\.text))) {
+                var o: [String: Any] = ["text": item.text, "ids": r.ids.map { Int($0) }, "embedding": r.embedding.map { Double($0) }]
+                if let id = item.id { o["id"] = id }
+                let d = try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys, .withoutEscapingSlashes])
+                FileHandle.standardOutput.write(d + Data([UInt8(ascii: "\n")]))
+            }
+            start += batch
+        }
+    }
+}
+
+struct SimilarityCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "similarity",
+        abstract: "The cosine-similarity matrix of texts' sentence embeddings."
+    )
+    @OptionGroup var encoder: EncoderOptions
+    @Flag(help: "Print JSON: {\"texts\", \"similarity\": [[…]]}.")
+    var json = false
+    @Argument(help: "Two or more texts.")
+    var texts: [String] = []
+
+    func validate() throws { if texts.count < 2 { throw ValidationError("give at least two texts") } }
+
+    func run() throws {
+        let e = try encoder.load().embed(texts).map(\.embedding)
+        let sim = e.map { a in e.map { b in Double(zip(a, b).reduce(Float(0)) { $0 + $1.0 * $1.1 }) } }
+        if json {
+            let d = try JSONSerialization.data(withJSONObject: ["texts": texts, "similarity": sim], options: [.sortedKeys])
+            print(String(decoding: d, as: UTF8.self))
+            return
+        }
+        for (i, t) in texts.enumerated() {
+            print(sim[i].map { String(format: "%6.3f", $0) }.joined(separator: " ") + "  " + visible(String(t.prefix(60))))
+        }
+    }
+}
