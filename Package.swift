@@ -84,7 +84,7 @@ let package = Package(
 // (-sanitize=fuzzer), which an ordinary build does not have.
 if ProcessInfo.processInfo.environment["STRATA_FUZZ"] == "1" {
     package.targets.append(.systemLibrary(name: "CFuzz", path: "CSystem/CFuzz"))
-    for name in ["GGUF", "Tokenizer", "ChatTemplate", "BatchInput"] {
+    for name in ["GGUF", "Tokenizer", "ChatTemplate", "BatchInput", "Safetensors"] {
         package.targets.append(.executableTarget(name: "Fuzz\(name)", dependencies: ["Strata", "CFuzz"], path: "Fuzz/\(name)"))
     }
 }

@@ -59,3 +59,21 @@ lines = [{"id": 1, "prompt": "Once upon a time", "max_tokens": 8},
          {"id": None, "prompt": "y"}, {"id": [1], "prompt": "z"}, {"prompt": "no id"}]
 out('BatchInput', 'mixed.jsonl', '\n'.join(json.dumps(l) for l in lines) + '\n{not json\n\n')
 out('BatchInput', 'dup.jsonl', '{"id": 1, "prompt": "a"}\n{"id": 1.0, "prompt": "b"}\n')
+
+# A small safetensors file: three float tensors (F32, F16, BF16 stored as raw u16) and an I64 one.
+import struct
+def st_file(tensors):
+    header, blobs, off = {"__metadata__": {"format": "pt"}}, b"", 0
+    for name, dtype, shape, raw in tensors:
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [off, off + len(raw)]}
+        blobs += raw; off += len(raw)
+    h = json.dumps(header, separators=(',', ':')).encode()
+    h += b' ' * ((8 - len(h) % 8) % 8)
+    return struct.pack('<Q', len(h)) + h + blobs
+a = rng.standard_normal((4, 8)).astype(np.float32)
+out('Safetensors', 'small.safetensors', st_file([
+    ("layer.weight", "F32", [4, 8], a.tobytes()),
+    ("layer.bias", "F16", [8], a[0].astype(np.float16).tobytes()),
+    ("emb.weight", "BF16", [2, 4], (a[:2, :4].view(np.uint32) >> 16).astype(np.uint16).tobytes()),
+    ("position_ids", "I64", [1, 4], np.arange(4, dtype=np.int64).reshape(1, 4).tobytes()),
+]))

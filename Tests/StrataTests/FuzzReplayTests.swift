@@ -24,7 +24,7 @@ import Testing
     /// violation — so this fails by crashing, as the fuzzer would. Tokenizer and chat-template
     /// inputs run against the tiny model's tokenizer and, when present, the default model's (the
     /// one `make fuzz` uses).
-    @Test(arguments: ["GGUF", "Tokenizer", "ChatTemplate", "BatchInput"])
+    @Test(arguments: ["GGUF", "Tokenizer", "ChatTemplate", "BatchInput", "Safetensors"])
     func committedInputsRunCleanly(harness: String) {
         let inputs = Self.inputs(harness)
         #expect(!inputs.filter { $0.0.hasPrefix("seeds/") }.isEmpty, "no seeds for \(harness) under \(Self.root)")
@@ -36,6 +36,7 @@ import Testing
                     case "GGUF": FuzzTargets.gguf(raw)
                     case "Tokenizer": FuzzTargets.tokenizer(raw, tokenizer: tok)
                     case "ChatTemplate": FuzzTargets.chatTemplate(raw, tokenizer: tok)
+                    case "Safetensors": FuzzTargets.safetensors(raw)
                     default: FuzzTargets.batchInput(raw)
                     }
                 }
@@ -64,6 +65,14 @@ import Testing
         #expect(batch.map { $0.1.withUnsafeBytes { FuzzTargets.batchInput($0) } } == "7 lines, 3 valid")
         for (name, bytes) in Self.inputs("ChatTemplate") where name.hasPrefix("seeds/") {
             #expect(bytes.withUnsafeBytes { FuzzTargets.chatTemplate($0, tokenizer: Self.tokenizer) }.hasSuffix("rendered"), "\(name)")
+        }
+        // The safetensors seed reads every tensor; cut at every byte of its header and at each
+        // tensor boundary it fails with an error (or reads fewer tensors), never a trap.
+        if let st = Self.inputs("Safetensors").first(where: { $0.0.hasPrefix("seeds/") })?.1 {
+            #expect(st.withUnsafeBytes { FuzzTargets.safetensors($0) } == "parsed 4 tensors, read 3")
+            for cut in 0 ..< st.count where cut < 400 || cut % 16 == 0 {
+                #expect(!Array(st.prefix(cut)).withUnsafeBytes { FuzzTargets.safetensors($0) }.hasSuffix("read 3"), "cut at \(cut)")
+            }
         }
         // A truncated copy of the GGUF seed fails with an error, not a trap.
         if let seed = gguf.first?.1 {

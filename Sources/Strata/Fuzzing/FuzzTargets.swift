@@ -90,6 +90,19 @@ public enum FuzzTargets {
         return summary
     }
 
+    /// The safetensors reader on `data` as a whole file (in memory): header length, header JSON,
+    /// every tensor's dtype, shape, byte range and overlap; then each float tensor read out.
+    @discardableResult
+    public static func safetensors(_ data: UnsafeRawBufferPointer) -> String {
+        let file: SafetensorsFile
+        do { file = try SafetensorsFile(file: MappedFile(copying: data, name: "fuzz.safetensors")) } catch { return "header: \(error)" }
+        var read = 0
+        for t in file.tensors.values.sorted(by: { $0.name < $1.name }) where ["F32", "F16", "BF16"].contains(t.dtype) {
+            if let f = try? file.floats(t.name, shape: t.shape) { precondition(f.count == t.elementCount); read += 1 }
+        }
+        return "parsed \(file.tensors.count) tensors, read \(read)"
+    }
+
     /// The batch input parser: `data` as a JSONL file, every line parsed into a request's prompt
     /// and sampling parameters (as `strata batch` does before tokenizing).
     @discardableResult
