@@ -30,6 +30,8 @@ struct EmbedCommand: ParsableCommand {
     var input: String?
     @Option(help: "Sentences per batch.")
     var batch: Int = 32
+    @Option(help: "Also draw the embeddings on a plane (PCA by LAPACK's ssyevd) as an SVG with labelled points.")
+    var map: String?
     @Argument(help: "Texts to embed.")
     var texts: [String] = []
 
@@ -51,11 +53,14 @@ struct EmbedCommand: ParsableCommand {
                 items.append((o["id"], t))
             }
         }
+        if map != nil && items.count < 3 { throw ValidationError("--map needs at least three texts") }
         let enc = try encoder.load()
+        var all: [[Float]] = []
         var start = 0
         while start < items.count {
             let chunk = items[start ..< min(items.count, start + batch)]
             for (item, r) in zip(chunk, try enc.embed(chunk.map(\.text))) {
+                if map != nil { all.append(r.embedding) }
                 var o: [String: Any] = ["text": item.text, "ids": r.ids.map { Int($0) }, "embedding": r.embedding.map { Double($0) }]
                 if let id = item.id { o["id"] = id }
                 let d = try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys, .withoutEscapingSlashes])
@@ -63,6 +68,32 @@ struct EmbedCommand: ParsableCommand {
             }
             start += batch
         }
+        if let map {
+            let pca = try PCA.project(all, components: 2)
+            try Self.svg(points: pca.points, labels: items.map(\.text), variances: pca.variances).write(toFile: map, atomically: true, encoding: .utf8)
+            printErr("wrote \(map): \(all.count) points on the first two principal components")
+        }
+    }
+
+    /// A scatter plot: one labelled circle per text (`data-x`/`data-y` hold the PCA coordinates).
+    static func svg(points: [[Float]], labels: [String], variances: [Float]) -> String {
+        let xs = points.map { $0[0] }, ys = points.map { $0[1] }
+        let (x0, x1, y0, y1) = (xs.min()!, xs.max()!, ys.min()!, ys.max()!)
+        let w = 900.0, h = 700.0, pad = 60.0
+        func sx(_ x: Float) -> Double { pad + Double((x - x0) / max(x1 - x0, 1e-9)) * (w - 2 * pad - 200) }
+        func sy(_ y: Float) -> Double { h - pad - Double((y - y0) / max(y1 - y0, 1e-9)) * (h - 2 * pad) }
+        func esc(_ s: String) -> String {
+            s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
+        }
+        var out = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(w))\" height=\"\(Int(h))\" font-family=\"sans-serif\" font-size=\"11\">\n"
+        out += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+        out += "<text x=\"\(pad)\" y=\"24\" font-size=\"14\">Sentence embeddings, first two principal components (variance \(String(format: "%.4f", variances[0])), \(String(format: "%.4f", variances[1])))</text>\n"
+        for (i, p) in points.enumerated() {
+            let x = sx(p[0]), y = sy(p[1])
+            out += "<g class=\"point\" data-x=\"\(p[0])\" data-y=\"\(p[1])\"><circle cx=\"\(String(format: "%.1f", x))\" cy=\"\(String(format: "%.1f", y))\" r=\"4\" fill=\"#08519c\"/>"
+            out += "<text x=\"\(String(format: "%.1f", x + 6))\" y=\"\(String(format: "%.1f", y + 4))\">\(esc(String(labels[i].prefix(40))))</text></g>\n"
+        }
+        return out + "</svg>\n"
     }
 }
 

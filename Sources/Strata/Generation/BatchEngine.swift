@@ -10,6 +10,7 @@ public final class BatchEngine: @unchecked Sendable {
     private var queue: [(BatchRequest, AsyncThrowingStream<TokenEvent, Error>.Continuation, CancellationFlag)] = []
     private var streams: [String: (AsyncThrowingStream<TokenEvent, Error>.Continuation, CancellationFlag)] = [:]
     private var running = false
+    private var peak = 0
     private var counter = 0
     private let runner: BatchRunner
 
@@ -40,6 +41,8 @@ public final class BatchEngine: @unchecked Sendable {
     /// Requests decoding now, and requests waiting for a slot.
     public var activeRequests: Int { lock.lock(); defer { lock.unlock() }; return streams.count }
     public var queuedRequests: Int { lock.lock(); defer { lock.unlock() }; return queue.count }
+    /// The most sequences that have run in one step so far.
+    public var peakConcurrentSequences: Int { lock.lock(); defer { lock.unlock() }; return peak }
 
     private func next() -> BatchRequest? {
         lock.lock(); defer { lock.unlock() }
@@ -70,7 +73,8 @@ public final class BatchEngine: @unchecked Sendable {
                     case .success: s?.0.finish()
                     case let .failure(e): s?.0.finish(throwing: e)
                     }
-                }, shouldStop: { false }, isCancelled: { [self] id in stream(id)?.1.isSet ?? true })
+                }, shouldStop: { false }, isCancelled: { [self] id in stream(id)?.1.isSet ?? true },
+                   onStep: { [self] n in lock.lock(); peak = max(peak, n); lock.unlock() })
             } catch {
                 // An error of the step itself ends every running stream with it.
                 lock.lock()

@@ -61,7 +61,8 @@ public final class BatchRunner {
                     onToken: ((String, TokenEvent) -> Void)? = nil,
                     onFinish: (String, Result<GenerationResult, Error>) -> Void,
                     shouldStop: () -> Bool = { false },
-                    isCancelled: (String) -> Bool = { _ in false }) throws {
+                    isCancelled: (String) -> Bool = { _ in false },
+                    onStep: ((Int) -> Void)? = nil) throws {
         var free = Array((0 ..< context.slots).reversed())
         var running: [Running] = []
         var batch = Batch(capacity: context.maxBatchTokens)
@@ -122,6 +123,7 @@ public final class BatchRunner {
                 if completes { rowOf.append((s, row)) }
             }
             try context.evaluate(batch)
+            onStep?(running.count)
 
             // 3. Sample each sequence that has logits, and decide whether it goes on.
             let t0 = observer != nil ? DispatchTime.now().uptimeNanoseconds : 0
