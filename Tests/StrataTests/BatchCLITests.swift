@@ -354,7 +354,8 @@ import Testing
             if x["backend"] as? String != "naive" { #expect((x["speedup_vs_naive"] as? Double ?? 0) > 0) }
             if x["backend"] as? String == "blas" { #expect((x["blas_naive_speedup"] as? Double ?? 0) > 0) }
         }
-        for k in ["machine", "cores", "build", "model", "model_type", "date"] { #expect(o[k] != nil, "\(k)") }
+        for k in ["machine", "cores", "build", "model", "model_type", "date", "openblas_core", "openblas_coretype"] { #expect(o[k] != nil, "\(k)") }
+        #expect((o["openblas_core"] as? String).map { !$0.isEmpty } == true)
         let csv = try CLI.run(["bench", "--model", tinyPath, "--format", "csv", "-r", "1", "--backend", "blas", "--threads", "1", "--batch", "", "-p", "16", "-n", "4"])
         #expect(csv.stdout.split(separator: "\n").count == 3)
         // --cache-type f16 reaches every configuration and is recorded in each record.

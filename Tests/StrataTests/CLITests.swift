@@ -78,6 +78,14 @@ enum CLI {
         }
     }
 
+    /// `info` and `profile` say which core OpenBLAS chose (a generic one would also print a warning).
+    @Test func infoAndProfileNameTheOpenBLASCore() throws {
+        let info = try CLI.run(["info", "--model", tinyPath])
+        #expect(info.status == 0 && info.stdout.contains("OpenBLAS core: ") && info.stdout.contains("KV cache"), "\(info.stdout)")
+        let profile = try CLI.run(["profile", "--model", tinyPath, "-p", "8", "-n", "2"])
+        #expect(profile.status == 0 && profile.stdout.contains("OpenBLAS core "), "\(profile.stderr)")
+    }
+
     /// `strata next --layers`: one reading per block; the last block's equals plain `next`.
     @Test func logitLensCommand() throws {
         let args = ["next", "--model", tinyPath, "--prompt-ids", "5,40,77", "--json", "--top", "5"]

@@ -8,11 +8,20 @@ import Testing
     @Test(arguments: [-1, Int.max, 1 << 40])
     func anyRepeatWindowSamples(window: Int) {
         var p = SamplingParameters()
-        p.repeatPenalty = 1.3; p.repeatLastN = window; p.temperature = 0
-        let s = Sampler(parameters: p, vocabularySize: 8)
-        for t in 0 ..< 3000 { s.accept(Int32(t % 8)) }
-        let logits: [Float] = [0, 1, 2, 3, 4, 5, 6, 7]
-        #expect(logits.withUnsafeBufferPointer { s.sample($0) } >= 0)
+        p.repeatPenalty = 1.3; p.temperature = 0
+        // Token 7 appears once, 3,000 tokens back: a window covering the whole history (-1 = all,
+        // or anything larger) still penalises it, so greedy picks 6 (7 / 1.3 < 6); a window of
+        // 64 does not reach it and picks 7.
+        func pick(_ window: Int) -> Int32 {
+            p.repeatLastN = window
+            let s = Sampler(parameters: p, vocabularySize: 8)
+            s.accept(7)
+            for _ in 0 ..< 3000 { s.accept(0) }
+            let logits: [Float] = [0, 1, 2, 3, 4, 5, 6, 7]
+            return logits.withUnsafeBufferPointer { s.sample($0) }
+        }
+        #expect(pick(window) == 6)
+        #expect(pick(64) == 7)
     }
 
     /// A max_tokens far beyond any context is a limit, not an allocation: generation ends when
