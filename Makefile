@@ -81,11 +81,11 @@ test-sanitize: setup venv
 	done
 
 # libFuzzer harnesses (Fuzz/: the GGUF reader, the tokenizer, chat templates, the batch input
-# parser), built with coverage and AddressSanitizer, each run for FUZZ_SECONDS; a crash is saved
+# parser, the safetensors reader), built with coverage and AddressSanitizer, each run for FUZZ_SECONDS; a crash is saved
 # under Tests/Fuzz/regressions/<harness> and fails the run (scripts/fuzz.sh). Not part of `make test`,
 # which replays the seeds and saved regressions.
 FUZZ_SECONDS ?= 600
-FUZZERS := GGUF Tokenizer ChatTemplate BatchInput
+FUZZERS := GGUF Tokenizer ChatTemplate BatchInput Safetensors
 fuzz-build: deps
 	@for f in $(FUZZERS); do \
 		STRATA_FUZZ=1 $(SWIFT) build -c release --scratch-path .build-fuzz -Xswiftc -sanitize=fuzzer,address \

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-${FUZZ_SECONDS:-600}}
 shift || true
 harnesses=("$@")
-[ ${#harnesses[@]} -gt 0 ] || harnesses=(GGUF Tokenizer ChatTemplate BatchInput)
+[ ${#harnesses[@]} -gt 0 ] || harnesses=(GGUF Tokenizer ChatTemplate BatchInput Safetensors)
 bin=.build-fuzz/release
 summary=.build-fuzz/fuzz-summary.md
 failed=0

@@ -65,9 +65,9 @@ struct AttentionCommand: ParsableCommand {
             throw InferenceError.promptTooLong(tokens: T, contextLength: min(modelOptions.ctx ?? c.contextLength, c.contextLength))
         }
         // The capture holds layers × heads × T × T floats: refuse rather than allocate gigabytes.
-        let bytes = Set(layers).count * c.headCount * T * T * 4
-        guard bytes <= 1 << 30 else {
-            throw ValidationError("attention maps for \(T) tokens × \(Set(layers).count) layers need \(formatBytes(bytes)); choose fewer layers with --layer or a shorter prompt")
+        let bytes = Double(Set(layers).count) * Double(c.headCount) * Double(T) * Double(T) * 4
+        guard bytes <= Double(1 << 30) else {
+            throw ValidationError("attention maps for \(T) tokens × \(Set(layers).count) layers need \(String(format: "%.1f", bytes / Double(1 << 30))) GiB; choose fewer layers with --layer or a shorter prompt")
         }
         var options = modelOptions.contextOptions()
         options.contextLength = T
