@@ -88,6 +88,15 @@ public final class InferenceContext {
 
         let T = maxBatchTokens, L = maxLogitsRows
         cachePositions = options.backend == .simd ? (ctx + Attention.keyBlock - 1) / Attention.keyBlock * Attention.keyBlock : ctx
+        // The sizes below multiply header values and options; beyond any memory they could also
+        // overflow Int, so an impossible request is refused here, sized in floating point.
+        let planned = 8 * Double(c.blockCount) * Double(slots) * Double(cachePositions) * Double(c.kvDim)
+            + 4 * Double(T) * (Double(ctx) + 2 * Double(c.embeddingLength + c.qDim + c.kvDim + c.feedForwardLength))
+            + 4 * Double(L) * Double(c.embeddingLength + c.vocabSize) + 4 * Double(ctx) * Double(c.ropeDim)
+        guard planned < 1e17 else {
+            throw InferenceError.outOfMemory(needed: Int(min(planned, 9e18)), available: availableMemory(),
+                                             detail: "KV cache and activations for \(slots) slot(s) × \(ctx) positions × \(c.blockCount) layers")
+        }
         let kvElements = c.blockCount * slots * cachePositions * c.kvDim
         // The score matrix serves the GEMM attention of blas and naive; simd's fused kernel scores
         // into its per-thread rows instead.
