@@ -6,13 +6,8 @@ import CFuzz
 import Foundation
 import Strata
 
-/// The default model's tokenizer (49,152 tokens, 48,900 merges), loaded once.
-let tokenizer: Tokenizer = {
-    do { return try Tokenizer(gguf: GGUFFile(path: Model.resolvePath(nil))) } catch {
-        FileHandle.standardError.write(Data("fuzz: cannot load the default model's tokenizer: \(error)\n".utf8))
-        exit(2)
-    }
-}()
+/// The default model's tokenizer, loaded once.
+let tokenizer = FuzzTargets.defaultModelTokenizer()
 
 /// The program's entry point (SwiftPM's name for `main`): libFuzzer's driver with our callback.
 @_cdecl("FuzzTokenizer_main")

@@ -123,10 +123,7 @@ struct AttentionCommand: ParsableCommand {
         let side = cell * Double(T)
         let boxW = margin + side + gap, boxH = title + margin + side + gap
         let width = boxW * Double(heads.count) + 10, height = boxH * Double(layers.count) + 10
-        func esc(_ s: String) -> String {
-            visible(s).replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
-                .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
-        }
+        func esc(_ s: String) -> String { xmlEscaped(visible(s)) }
         func f(_ x: Double) -> String { String(format: "%.1f", x) }
         var out = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
         out += "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(f(width))\" height=\"\(f(height))\" font-family=\"monospace\" font-size=\"9\">\n"

@@ -82,16 +82,13 @@ struct EmbedCommand: ParsableCommand {
         let w = 900.0, h = 700.0, pad = 60.0
         func sx(_ x: Float) -> Double { pad + Double((x - x0) / max(x1 - x0, 1e-9)) * (w - 2 * pad - 200) }
         func sy(_ y: Float) -> Double { h - pad - Double((y - y0) / max(y1 - y0, 1e-9)) * (h - 2 * pad) }
-        func esc(_ s: String) -> String {
-            s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
-        }
         var out = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(w))\" height=\"\(Int(h))\" font-family=\"sans-serif\" font-size=\"11\">\n"
         out += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
         out += "<text x=\"\(pad)\" y=\"24\" font-size=\"14\">Sentence embeddings, first two principal components (variance \(String(format: "%.4f", variances[0])), \(String(format: "%.4f", variances[1])))</text>\n"
         for (i, p) in points.enumerated() {
             let x = sx(p[0]), y = sy(p[1])
             out += "<g class=\"point\" data-x=\"\(p[0])\" data-y=\"\(p[1])\"><circle cx=\"\(String(format: "%.1f", x))\" cy=\"\(String(format: "%.1f", y))\" r=\"4\" fill=\"#08519c\"/>"
-            out += "<text x=\"\(String(format: "%.1f", x + 6))\" y=\"\(String(format: "%.1f", y + 4))\">\(esc(String(labels[i].prefix(40))))</text></g>\n"
+            out += "<text x=\"\(String(format: "%.1f", x + 6))\" y=\"\(String(format: "%.1f", y + 4))\">\(xmlEscaped(String(labels[i].prefix(40))))</text></g>\n"
         }
         return out + "</svg>\n"
     }

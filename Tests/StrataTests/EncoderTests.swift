@@ -81,6 +81,8 @@ import Testing
         let m = sim["similarity"] as! [[Double]]
         #expect(abs(m[0][0] - 1) < 1e-5 && m[0][1] > m[0][2] + 0.3 && m[1][0] == m[0][1])
         #expect(try CLI.run(["embed", "--model", "/nonexistent", "x"]).status == 2)
+        #expect(try CLI.run(["embed", "--model", Self.folder, "--map", TempFiles.directory + "/two.svg", "a", "b"]).status == 2)
+        #expect(try CLI.run(["embed", "--model", Self.folder]).status == 2)
     }
 
     /// PCA against an independent computation: the leading eigenvector of the covariance by power

@@ -102,6 +102,10 @@ import Testing
         #expect(v2?.limit == 1_073_741_824 && v2?.usage == 73_741_824)
         try "max\n".write(toFile: root + "/job/memory.max", atomically: true, encoding: .utf8)
         #expect(CgroupMemory.read(root: root, selfCgroup: "0::/job\n") == nil)
+        // A limit on an ancestor (here the root) binds although the job's own group says max.
+        try "536870912\n".write(toFile: root + "/memory.max", atomically: true, encoding: .utf8)
+        #expect(CgroupMemory.read(root: root, selfCgroup: "0::/job\n")?.limit == 536_870_912)
+        try fm.removeItem(atPath: root + "/memory.max")
         try fm.createDirectory(atPath: root + "/memory/batch", withIntermediateDirectories: true)
         try "2147483648".write(toFile: root + "/memory/batch/memory.limit_in_bytes", atomically: true, encoding: .utf8)
         try "1000".write(toFile: root + "/memory/batch/memory.usage_in_bytes", atomically: true, encoding: .utf8)

@@ -5,6 +5,15 @@ import Foundation
 /// arbitrary bytes and must return — errors are fine, a trap, a hang or an unbounded allocation is
 /// a bug. Each returns a small summary so a replay can check it ran the code it claims to.
 public enum FuzzTargets {
+    /// The default model's tokenizer (49,152 tokens, 48,900 merges), for the tokenizer and chat
+    /// template harnesses; exits with a message when the model is missing (`make model`).
+    public static func defaultModelTokenizer() -> Tokenizer {
+        do { return try Tokenizer(gguf: GGUFFile(path: Model.resolvePath(nil))) } catch {
+            FileHandle.standardError.write(Data("fuzz: cannot load the default model's tokenizer: \(error)\n".utf8))
+            exit(2)
+        }
+    }
+
     /// The GGUF reader on `data` as a whole file (in memory): header, metadata, tensor table; then
     /// what loading does next when that parses — the model config, the tokenizer, each tensor's
     /// byte range and the weights' shapes (matrices stay in the file's blocks; vectors are

@@ -147,7 +147,11 @@ public final class Profiler: ExecutionObserver {
         return s
     }
 
-    private func xml(_ s: String) -> String {
-        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
-    }
+    private func xml(_ s: String) -> String { xmlEscaped(s) }
+}
+
+/// Text safe inside an XML (SVG) element or attribute: & < > " escaped.
+public func xmlEscaped(_ s: String) -> String {
+    s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+        .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
 }
