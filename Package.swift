@@ -39,6 +39,17 @@ let package = Package(
     dependencies: [
         // Command-line parsing with typed options, validation and generated --help.
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // `strata serve`: the HTTP server (SwiftNIO underneath, streaming response bodies).
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
+        // HTTP header names for the server's responses (Hummingbird's own HTTP types).
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
+        // Structured request logs on stderr.
+        .package(url: "https://github.com/apple/swift-log", from: "1.5.0"),
+        // Counters, gauges and histograms, exported in Prometheus's text format at /metrics.
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.4.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
+        // Graceful shutdown on SIGTERM/SIGINT: stop accepting, let running requests finish.
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.0.0"),
     ],
     targets: [
         // OpenBLAS's CBLAS interface, found through pkg-config (Debian: libopenblas-dev).
@@ -59,10 +70,25 @@ let package = Package(
             dependencies: ["COpenBLAS", "CPrefetch", "CHalf", "CQuant"],
             swiftSettings: strataSettings
         ),
+        // The OpenAI-compatible server on the continuous batcher, with its chat page.
+        .target(
+            name: "StrataServer",
+            dependencies: [
+                "Strata",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            resources: [.copy("Resources/chat.html")]
+        ),
         .executableTarget(
             name: "strata",
             dependencies: [
                 "Strata",
+                "StrataServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -74,7 +100,7 @@ let package = Package(
         ),
         .testTarget(
             name: "StrataTests",
-            dependencies: ["Strata", "CQuant"]
+            dependencies: ["Strata", "StrataServer", "CQuant"]
         ),
     ],
     swiftLanguageModes: [.v6]

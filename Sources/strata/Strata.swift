@@ -9,7 +9,7 @@ struct StrataCommand: ParsableCommand {
         abstract: "Run transformer language models on CPU: generate, inspect, tokenize, benchmark, profile.",
         subcommands: [GenerateCommand.self, ChatCommand.self, NextCommand.self, TokenizeCommand.self,
                       DetokenizeCommand.self, InfoCommand.self, BatchCommand.self, BenchCommand.self, ProfileCommand.self,
-                      AttentionCommand.self, EmbedCommand.self, SimilarityCommand.self]
+                      AttentionCommand.self, EmbedCommand.self, SimilarityCommand.self, ServeCommand.self]
     )
 
     /// Usage errors (unknown flag, bad value) exit with 2, before any model is loaded; runtime
@@ -17,7 +17,11 @@ struct StrataCommand: ParsableCommand {
     static func main() {
         do {
             var command = try parseAsRoot()
-            try command.run()
+            if let serve = command as? AsyncParsableCommand {
+                try runAsync(serve)
+            } else {
+                try command.run()
+            }
         } catch let error as CleanExit {
             exit(withError: error)
         } catch let error as ExitCode {
@@ -35,6 +39,21 @@ struct StrataCommand: ParsableCommand {
             Foundation.exit(1)
         }
     }
+}
+
+/// Runs an async command (`serve`) to its end from the synchronous entry point the other commands
+/// keep, and rethrows its error.
+func runAsync(_ command: AsyncParsableCommand) throws {
+    final class Outcome: @unchecked Sendable { var error: Error? }
+    let outcome = Outcome()
+    let done = DispatchSemaphore(value: 0)
+    nonisolated(unsafe) var command = command
+    Task.detached {
+        do { try await command.run() } catch { outcome.error = error }
+        done.signal()
+    }
+    done.wait()
+    if let e = outcome.error { throw e }
 }
 
 func printErr(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }

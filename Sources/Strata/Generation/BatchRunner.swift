@@ -13,12 +13,32 @@ public struct BatchRequest: Sendable {
     }
 }
 
+/// What one step of the batch runner did.
+public struct BatchStep: Sendable, Equatable {
+    /// Sequences running in the step (decoding or prefilling).
+    public var sequences: Int
+    /// Rows that decoded one token of a running sequence.
+    public var decodeRows: Int
+    /// Prompt tokens computed in the step (rows of prefill chunks).
+    public var prefillRows: Int
+    /// Positions held in the KV cache, all slots together (cached prefixes of idle slots included).
+    public var cachedPositions: Int
+    /// All positions of the KV cache: slots × context length.
+    public var capacity: Int
+}
+
 /// Continuous batching: keeps up to `slots` sequences running in one `InferenceContext`. Every
 /// step carries one decode token for each running sequence plus prefill chunks of newly admitted
 /// prompts, up to `maxBatchTokens` rows, so the weights are read once for the whole batch. When a
 /// sequence finishes its slot is freed and the next request is admitted at once.
 ///
 /// Each sequence samples with its own parameters and seed, exactly as it would alone.
+///
+/// Prompt-cache reuse: a finished sequence leaves its tokens in its slot's KV cache. A new request
+/// takes the free slot whose cached tokens share the longest prefix with its prompt and prefills
+/// only the rest (a chat's next turn re-sends the whole conversation; only the new turn is
+/// computed). A row's keys and values do not depend on the other rows of its step, so the answer
+/// is the same, bit for bit, as without reuse.
 public final class BatchRunner {
     public let context: InferenceContext
     public let tokenizer: Tokenizer?
@@ -27,17 +47,24 @@ public final class BatchRunner {
         didSet { context.observer = observer }
     }
 
+    /// Reuse cached prompt prefixes across requests (on by default).
+    public var reusePrefixes = true
+    /// Ids whose keys and values each slot holds (what a later request can reuse).
+    public private(set) var cachedIds: [[Int32]]
+
     /// A running request: its slot and state.
     private final class Running {
         let id: String
         let slot: Int
         let state: SequenceState
-        var prefilled = 0
+        var prefilled: Int
 
-        init(_ r: BatchRequest, slot: Int, vocab: Int, tokenizer: Tokenizer?) {
+        init(_ r: BatchRequest, slot: Int, cached: Int, vocab: Int, tokenizer: Tokenizer?) {
             id = r.id
             self.slot = slot
-            state = SequenceState(promptIds: r.promptIds, parameters: r.parameters, vocabularySize: vocab, tokenizer: tokenizer)
+            prefilled = cached
+            state = SequenceState(promptIds: r.promptIds, parameters: r.parameters, vocabularySize: vocab, tokenizer: tokenizer,
+                                  cachedPromptTokens: cached)
         }
 
         var prompt: [Int32] { state.promptIds }
@@ -47,6 +74,24 @@ public final class BatchRunner {
     public init(context: InferenceContext, tokenizer: Tokenizer?) {
         self.context = context
         self.tokenizer = tokenizer
+        cachedIds = Array(repeating: [], count: context.slots)
+    }
+
+    /// The free slot to give a prompt and how many of its tokens that slot already holds: the
+    /// longest cached prefix (at least the last prompt token is always computed, for its logits);
+    /// among equals, the slot with the least cached (the others keep theirs for later requests).
+    func chooseSlot(for prompt: [Int32], among free: [Int]) -> (slot: Int, cached: Int) {
+        var best = (slot: free[free.count - 1], cached: 0)
+        guard reusePrefixes else { return best }
+        var bestSize = cachedIds[best.slot].count
+        for slot in free.reversed() {
+            let c = cachedIds[slot]
+            let limit = min(c.count, prompt.count - 1)
+            var n = 0
+            while n < limit && c[n] == prompt[n] { n += 1 }
+            if n > best.cached || (n == best.cached && c.count < bestSize) { best = (slot, n); bestSize = c.count }
+        }
+        return best
     }
 
     /// Runs until every admitted sequence has finished and `next` has nothing more. `next` is asked
@@ -62,7 +107,9 @@ public final class BatchRunner {
                     onFinish: (String, Result<GenerationResult, Error>) -> Void,
                     shouldStop: () -> Bool = { false },
                     isCancelled: (String) -> Bool = { _ in false },
-                    onStep: ((Int) -> Void)? = nil) throws {
+                    onStep: ((BatchStep) -> Void)? = nil) throws {
+        // Another user of the context (a `Generator`) may have overwritten the slots since.
+        if !context.claim(by: self) { for s in cachedIds.indices { cachedIds[s].removeAll() } }
         var free = Array((0 ..< context.slots).reversed())
         var running: [Running] = []
         var batch = Batch(capacity: context.maxBatchTokens)
@@ -71,7 +118,7 @@ public final class BatchRunner {
         let budget = context.maxBatchTokens
 
         func admit() {
-            while let slot = free.last {
+            while !free.isEmpty {
                 guard let r = next() else { return }
                 do {
                     try r.parameters.validate()
@@ -86,14 +133,20 @@ public final class BatchRunner {
                     onFinish(r.id, .failure(error))
                     continue
                 }
-                free.removeLast()
-                context.reset(slot: slot)
-                running.append(Running(r, slot: slot, vocab: context.vocabSize, tokenizer: tokenizer))
+                let (slot, cached) = chooseSlot(for: r.promptIds, among: free)
+                free.removeAll { $0 == slot }
+                context.truncate(slot: slot, to: min(cached, context.lengths[slot]))
+                cachedIds[slot].removeSubrange(cached...)
+                running.append(Running(r, slot: slot, cached: cached, vocab: context.vocabSize, tokenizer: tokenizer))
             }
         }
 
         func finish(_ s: Running, _ reason: FinishReason) {
             let result = s.state.finish(reason) { onToken?(s.id, $0) }
+            // The slot keeps what it computed: the prompt and every token fed back (not the last).
+            let held = context.lengths[s.slot]
+            let all = s.prompt + s.state.ids
+            cachedIds[s.slot] = Array(all.prefix(held))
             onFinish(s.id, .success(result))
             free.append(s.slot)
         }
@@ -113,6 +166,7 @@ public final class BatchRunner {
             }
             // 2. Prefill chunks, oldest first, within the remaining budget.
             var room = budget - batch.tokens.count
+            var prefillRows = 0
             for s in running where s.prefilling && room > 0 {
                 let p = s.prompt
                 let n = min(room, p.count - s.prefilled)
@@ -120,10 +174,18 @@ public final class BatchRunner {
                 let row = batch.add(slot: s.slot, tokens: p[s.prefilled ..< s.prefilled + n], logits: completes ? .last : .none)
                 s.prefilled += n
                 room -= n
+                prefillRows += n
                 if completes { rowOf.append((s, row)) }
             }
-            try context.evaluate(batch)
-            onStep?(running.count)
+            do { try context.evaluate(batch) } catch {
+                // Whatever the slots hold now is not known to match their ids.
+                for s in cachedIds.indices { cachedIds[s].removeAll() }
+                throw error
+            }
+            if let onStep {
+                onStep(BatchStep(sequences: running.count, decodeRows: budget - room - prefillRows, prefillRows: prefillRows,
+                                 cachedPositions: context.lengths.reduce(0, +), capacity: context.slots * context.contextLength))
+            }
 
             // 3. Sample each sequence that has logits, and decide whether it goes on.
             let t0 = observer != nil ? DispatchTime.now().uptimeNanoseconds : 0

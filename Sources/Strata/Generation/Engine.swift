@@ -99,6 +99,10 @@ public final class Engine: @unchecked Sendable {
 
     /// Forgets the cached conversation.
     public func reset() { queue.sync { generator.reset() } }
+
+    /// Runs `body` with the inference context to itself: `generate` and `stream` wait meanwhile.
+    /// (`BatchEngine` runs its batches through this.)
+    public func exclusively<R>(_ body: () throws -> R) rethrows -> R { try queue.sync(execute: body) }
 }
 
 /// A flag set from any thread (a signal handler, a stream's termination) and polled by the

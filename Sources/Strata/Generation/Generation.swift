@@ -53,6 +53,8 @@ public struct TokenLogprob: Sendable, Codable, Equatable {
 /// Timings of one generation, llama.cpp style.
 public struct GenerationTimings: Sendable, Codable, Equatable {
     public var promptTokens = 0
+    /// Of `promptTokens`, those whose keys and values were reused from the cache (not computed).
+    public var cachedPromptTokens = 0
     public var promptSeconds = 0.0
     public var generatedTokens = 0
     public var generationSeconds = 0.0

@@ -30,8 +30,10 @@ public final class Generator {
     }
 
     /// Makes the slot hold exactly `ids` with logits for the last one in row 0, reusing the longest
-    /// cached prefix (at least the last token is always evaluated, for its logits).
-    public func prefill(_ ids: [Int32], slot: Int = 0, reuseCache: Bool) throws {
+    /// cached prefix (at least the last token is always evaluated, for its logits). Returns how
+    /// many tokens were reused.
+    @discardableResult
+    public func prefill(_ ids: [Int32], slot: Int = 0, reuseCache: Bool) throws -> Int {
         guard !ids.isEmpty else { throw InferenceError.emptyPrompt }
         guard ids.count <= context.contextLength else {
             throw InferenceError.promptTooLong(tokens: ids.count, contextLength: context.contextLength)
@@ -39,6 +41,8 @@ public final class Generator {
         for t in ids where t < 0 || Int(t) >= context.vocabSize {
             throw InferenceError.tokenOutOfRange(id: t, vocabSize: context.vocabSize)
         }
+        // Another user of the context (a batch runner) may have overwritten the slots since.
+        if !context.claim(by: self) { for s in cachedIds.indices { cachedIds[s].removeAll() } }
         var keep = 0
         if reuseCache {
             let cached = cachedIds[slot]
@@ -48,6 +52,7 @@ public final class Generator {
         cachedIds[slot].removeSubrange(keep...)
         try context.prefill(ids[keep...], slot: slot)
         cachedIds[slot].append(contentsOf: ids[keep...])
+        return keep
     }
 
     /// Generates from `promptIds`. `onToken` is called for each token; returning false cancels.
@@ -55,7 +60,7 @@ public final class Generator {
                          onToken: (TokenEvent) -> Bool = { _ in true }) throws -> GenerationResult {
         try parameters.validate()
         let state = SequenceState(promptIds: promptIds, parameters: parameters, vocabularySize: context.vocabSize, tokenizer: tokenizer)
-        try prefill(promptIds, slot: slot, reuseCache: reuseCache)
+        state.cachedPromptTokens = try prefill(promptIds, slot: slot, reuseCache: reuseCache)
         while true {
             let (event, ended) = context.withLogits(row: 0) { state.next($0) }
             let keepGoing = onToken(event)

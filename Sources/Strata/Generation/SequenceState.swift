@@ -19,9 +19,13 @@ final class SequenceState {
     private let start: UInt64
     private var promptDone: UInt64 = 0
     private var firstToken: UInt64 = 0
+    /// Prompt tokens whose keys and values were already in the cache (not computed again).
+    var cachedPromptTokens: Int
 
-    init(promptIds: [Int32], parameters: GenerationParameters, vocabularySize: Int, tokenizer: Tokenizer?) {
+    init(promptIds: [Int32], parameters: GenerationParameters, vocabularySize: Int, tokenizer: Tokenizer?,
+         cachedPromptTokens: Int = 0) {
         start = DispatchTime.now().uptimeNanoseconds
+        self.cachedPromptTokens = cachedPromptTokens
         self.promptIds = promptIds
         self.parameters = parameters
         sampler = Sampler(parameters: parameters.sampling, vocabularySize: vocabularySize)
@@ -76,6 +80,7 @@ final class SequenceState {
         let prompt = promptDone == 0 ? end : promptDone
         var t = GenerationTimings()
         t.promptTokens = promptIds.count
+        t.cachedPromptTokens = cachedPromptTokens
         t.promptSeconds = Double(prompt - start) / 1e9
         t.generatedTokens = ids.count
         t.generationSeconds = Double(end - max(firstToken, prompt)) / 1e9

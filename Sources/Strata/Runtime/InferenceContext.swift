@@ -160,6 +160,17 @@ public final class InferenceContext {
     /// Forgets everything in a slot.
     public func reset(slot: Int) { truncate(slot: slot, to: 0) }
 
+    private weak var claimant: AnyObject?
+
+    /// Records `user` as the one driving the context and returns whether it already was. A user
+    /// that keeps its own record of what the slots hold (a `Generator`, a `BatchRunner`) calls
+    /// this first and forgets that record on false: someone else may have written the slots.
+    public func claim(by user: AnyObject) -> Bool {
+        if claimant === user { return true }
+        claimant = user
+        return false
+    }
+
     /// Forgets everything in every slot.
     public func resetAll() { for s in 0 ..< slots { lengths[s] = 0 } }
 

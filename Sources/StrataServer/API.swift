@@ -1,0 +1,402 @@
+import Dispatch
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import Strata
+
+/// The endpoints: OpenAI's chat and text completions (plain and streamed), models, and Strata's
+/// health, metrics, tokenize/detokenize and chat page.
+final class API: Sendable {
+    let options: ServerOptions
+    let state: ServerState
+    let metrics: ServerMetrics
+    let logger: Logger
+    private let counter = IDCounter()
+    private let created = Int(Date().timeIntervalSince1970)
+
+    init(options: ServerOptions, state: ServerState, metrics: ServerMetrics, logger: Logger) {
+        self.options = options
+        self.state = state
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    func addRoutes(to router: Router<BasicRequestContext>) {
+        router.get("/health") { _, _ in self.health() }
+        router.get("/metrics") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: self.metrics.text())))
+        }
+        router.get("/") { _, _ in try self.chatPage() }
+        router.get("/v1/models") { _, _ in try self.models() }
+        router.post("/v1/chat/completions") { request, _ in try await self.chat(request) }
+        router.post("/v1/completions") { request, _ in try await self.completions(request) }
+        router.post("/tokenize") { request, _ in try await self.tokenize(request) }
+        router.post("/detokenize") { request, _ in try await self.detokenize(request) }
+    }
+
+    // MARK: - Small endpoints
+
+    func health() -> Response {
+        guard let engine = state.engine else { return jsonResponse(#"{"status":"loading"}"#, status: 503) }
+        return jsonResponse(JSON.string(["status": "ok", "slots_processing": engine.activeRequests,
+                                         "slots_idle": options.parallel - engine.activeRequests, "queued": engine.queuedRequests]))
+    }
+
+    func models() throws -> Response {
+        let engine = try ready()
+        let c = engine.engine.model.config
+        let mtime = (try? FileManager.default.attributesOfItem(atPath: options.modelPath)[.modificationDate] as? Date).map { Int($0.timeIntervalSince1970) } ?? created
+        let model: [String: Any] = [
+            "id": options.modelID, "object": "model", "created": mtime, "owned_by": "strata",
+            "meta": ["architecture": c.architecture.name, "n_ctx_train": c.contextLength, "n_ctx_slot": engine.engine.context.contextLength,
+                     "n_vocab": c.vocabSize, "n_embd": c.embeddingLength, "n_layer": c.blockCount],
+        ]
+        return jsonResponse(JSON.string(["object": "list", "data": [model]]))
+    }
+
+    func chatPage() throws -> Response {
+        guard let url = Bundle.module.url(forResource: "chat", withExtension: "html"), let page = try? Data(contentsOf: url) else {
+            throw APIError(status: 500, message: "the chat page resource is missing from this build", type: "server_error", param: nil, code: nil)
+        }
+        return Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(bytes: page)))
+    }
+
+    func tokenize(_ request: Request) async throws -> Response {
+        var request = request
+        let data = try await body(&request)
+        let tokenizer = try ready().engine.tokenizer
+        let r = try decodeBody(TokenizeRequest.self, from: data)
+        let ids = tokenizer.encode(r.content, special: true, addSpecial: r.add_special ?? false)
+        if r.with_pieces ?? false {
+            return jsonResponse(JSON.string(["tokens": ids.map { ["id": Int($0), "piece": tokenizer.piece($0)] }]))
+        }
+        return jsonResponse(JSON.string(["tokens": ids.map(Int.init)]))
+    }
+
+    func detokenize(_ request: Request) async throws -> Response {
+        var request = request
+        let data = try await body(&request)
+        let engine = try ready()
+        let r = try decodeBody(DetokenizeRequest.self, from: data)
+        let vocab = engine.engine.model.config.vocabSize
+        if let bad = r.tokens.first(where: { $0 < 0 || Int($0) >= vocab }) {
+            throw APIError.invalid("token id \(bad) is outside the vocabulary (0..<\(vocab))", param: "tokens")
+        }
+        return jsonResponse(JSON.string(["content": engine.engine.tokenizer.decode(r.tokens)]))
+    }
+
+    // MARK: - Completions
+
+    enum Kind { case chat, text }
+
+    func chat(_ request: Request) async throws -> Response {
+        var request = request
+        let data = try await body(&request)
+        let engine = try ready()
+        let r = try decodeBody(ChatRequest.self, from: data)
+        guard !r.messages.isEmpty else { throw APIError.invalid("'messages' is empty", param: "messages") }
+        let ids: [Int32]
+        do {
+            ids = try engine.engine.encode(.messages(r.messages.map { ChatMessage(role: $0.role, content: $0.content) }))
+        } catch {
+            throw APIError.invalid("\(error)", param: "messages")
+        }
+        let top = r.top_logprobs ?? 0
+        guard top >= 0 && top <= 20 else { throw APIError.invalid("top_logprobs must be between 0 and 20, got \(top)", param: "top_logprobs") }
+        let wants = (r.logprobs ?? false) || r.top_logprobs != nil
+        return try await complete(.chat, engine: engine, ids: ids, fields: r.fields, logprobs: wants, top: top, echo: nil, request: request)
+    }
+
+    func completions(_ request: Request) async throws -> Response {
+        var request = request
+        let data = try await body(&request)
+        let engine = try ready()
+        let r = try decodeBody(CompletionRequest.self, from: data)
+        let ids: [Int32]
+        var echo: String?
+        switch r.prompt {
+        case let .text(s):
+            ids = try engine.engine.encode(.text(s))
+            if r.echo ?? false { echo = s }
+        case let .ids(given):
+            let vocab = engine.engine.model.config.vocabSize
+            if let bad = given.first(where: { $0 < 0 || Int($0) >= vocab }) {
+                throw APIError.invalid("token id \(bad) is outside the vocabulary (0..<\(vocab))", param: "prompt")
+            }
+            ids = given
+            if r.echo ?? false { echo = engine.engine.tokenizer.decode(given) }
+        }
+        let top = r.logprobs ?? 0
+        guard top >= 0 && top <= 20 else { throw APIError.invalid("logprobs must be between 0 and 20, got \(top)", param: "logprobs") }
+        return try await complete(.text, engine: engine, ids: ids, fields: r.fields, logprobs: r.logprobs != nil, top: top, echo: echo, request: request)
+    }
+
+    /// One choice as it is being generated.
+    private struct ChoiceOutput {
+        var text = ""
+        var tokens: [TokenEvent] = []
+        var result: GenerationResult?
+        var firstToken: UInt64 = 0
+    }
+
+    private func complete(_ kind: Kind, engine: BatchEngine, ids: [Int32], fields: SamplingFields, logprobs: Bool, top: Int,
+                          echo: String?, request: Request) async throws -> Response {
+        let start = DispatchTime.now().uptimeNanoseconds
+        let context = engine.engine.context
+        let param = kind == .chat ? "messages" : "prompt"
+        guard !ids.isEmpty else { throw APIError.invalid("the prompt is empty", param: param) }
+        guard ids.count <= context.contextLength else {
+            throw APIError.invalid("the prompt is \(ids.count) tokens, longer than the context of \(context.contextLength) tokens per slot (--ctx)",
+                                   param: param, code: "context_length_exceeded")
+        }
+        var params = try fields.parameters(vocabularySize: context.vocabSize, contextLength: context.contextLength)
+        params.logprobs = logprobs
+        params.topLogprobs = top
+        let n = try fields.choices(limit: options.parallel + options.queue)
+        let perChoice = (0 ..< n).map { i -> GenerationParameters in
+            var p = params
+            if let s = p.sampling.seed { p.sampling.seed = s &+ UInt64(i) }
+            return p
+        }
+        let streams: [AsyncThrowingStream<BatchEvent, Error>]
+        do {
+            streams = try engine.enqueue(ids, parameters: perChoice)
+        } catch let e as BatchEngineError {
+            metrics.rejected.increment()
+            var err = APIError(status: 503, message: e.description, type: "server_busy", param: nil, code: "server_busy")
+            err.headers = [("Retry-After", "1")]
+            throw err
+        }
+        let id = (kind == .chat ? "chatcmpl-" : "cmpl-") + String(counter.next())
+        let header = Header(id: id, object: kind == .chat ? "chat.completion" : "text_completion", created: Int(Date().timeIntervalSince1970),
+                            model: options.modelID)
+        let merged = merge(streams)
+        if fields.stream ?? false {
+            let includeUsage = fields.stream_options?.include_usage ?? false
+            let body = ResponseBody { [self] writer in
+                try await request.body.consumeWithCancellationOnInboundClose { _ in
+                    try await self.stream(kind, header: header, n: n, events: merged, promptTokens: ids.count,
+                                          includeUsage: includeUsage, echo: echo, start: start, writer: &writer)
+                }
+                try await writer.finish(nil)
+            }
+            return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: body)
+        }
+        let outputs = try await request.body.consumeWithCancellationOnInboundClose { _ in
+            try await self.collect(merged, n: n, start: start)
+        }
+        let choices = outputs.enumerated().map { i, o in choiceJSON(kind, index: i, output: o, echo: echo) }
+        let object = header.json(choices: choices, usage: usage(outputs.compactMap(\.result), promptTokens: ids.count))
+        return jsonResponse(JSON.string(object))
+    }
+
+    /// The choices' events on one stream, tagged with the choice index. Ending the merged stream
+    /// (a client gone) cancels every choice.
+    private func merge(_ streams: [AsyncThrowingStream<BatchEvent, Error>]) -> AsyncThrowingStream<(Int, BatchEvent), Error> {
+        let (merged, continuation) = AsyncThrowingStream<(Int, BatchEvent), Error>.makeStream()
+        let all = Task {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for (i, s) in streams.enumerated() {
+                    group.addTask { for try await e in s { continuation.yield((i, e)) } }
+                }
+                try await group.waitForAll()
+            }
+        }
+        Task {
+            do { try await all.value; continuation.finish() } catch { continuation.finish(throwing: error) }
+        }
+        continuation.onTermination = { _ in all.cancel() }
+        return merged
+    }
+
+    private func collect(_ events: AsyncThrowingStream<(Int, BatchEvent), Error>, n: Int, start: UInt64) async throws -> [ChoiceOutput] {
+        var outputs = Array(repeating: ChoiceOutput(), count: n)
+        for try await (i, event) in events {
+            switch event {
+            case let .token(t):
+                if t.token >= 0 && outputs[i].firstToken == 0 { outputs[i].firstToken = DispatchTime.now().uptimeNanoseconds }
+                outputs[i].text += t.text
+                if t.token >= 0 { outputs[i].tokens.append(t) }
+            case let .finished(r):
+                outputs[i].result = r
+                record(r, first: outputs[i].firstToken, start: start)
+            }
+        }
+        try Task.checkCancellation()
+        guard outputs.allSatisfy({ $0.result != nil }) else { throw CancellationError() }
+        return outputs
+    }
+
+    private func stream(_ kind: Kind, header: Header, n: Int, events: AsyncThrowingStream<(Int, BatchEvent), Error>,
+                        promptTokens: Int, includeUsage: Bool, echo: String?, start: UInt64,
+                        writer: inout any ResponseBodyWriter) async throws {
+        func send(_ object: Any) async throws {
+            try await writer.write(ByteBuffer(string: "data: " + JSON.string(object) + "\n\n"))
+        }
+        var firsts = Array(repeating: UInt64(0), count: n)
+        var results: [GenerationResult] = []
+        for i in 0 ..< n {
+            if kind == .chat {
+                try await send(header.chunk(choices: [["index": i, "delta": ["role": "assistant", "content": ""], "logprobs": NSNull(), "finish_reason": NSNull()]]))
+            } else if let echo {
+                try await send(header.chunk(choices: [["index": i, "text": echo, "logprobs": NSNull(), "finish_reason": NSNull()]]))
+            }
+        }
+        do {
+            for try await (i, event) in events {
+                switch event {
+                case let .token(t):
+                    if t.token >= 0 && firsts[i] == 0 { firsts[i] = DispatchTime.now().uptimeNanoseconds }
+                    let lp: Any = t.token >= 0 && !t.logprob.isNaN ? logprobsJSON(kind, [t]) : NSNull()
+                    guard !t.text.isEmpty || !(lp is NSNull) else { continue }
+                    if kind == .chat {
+                        try await send(header.chunk(choices: [["index": i, "delta": ["content": t.text], "logprobs": lp, "finish_reason": NSNull()]]))
+                    } else {
+                        try await send(header.chunk(choices: [["index": i, "text": t.text, "logprobs": lp, "finish_reason": NSNull()]]))
+                    }
+                case let .finished(r):
+                    results.append(r)
+                    record(r, first: firsts[i], start: start)
+                    let reason = finishReason(r.finishReason)
+                    if kind == .chat {
+                        try await send(header.chunk(choices: [["index": i, "delta": [String: Any](), "logprobs": NSNull(), "finish_reason": reason]]))
+                    } else {
+                        try await send(header.chunk(choices: [["index": i, "text": "", "logprobs": NSNull(), "finish_reason": reason]]))
+                    }
+                }
+            }
+        } catch let e as CancellationError {
+            throw e
+        } catch {
+            // The request failed after the answer started: say so in the stream, then end it.
+            let err = APIError(status: 500, message: "\(error)", type: "server_error", param: nil, code: nil)
+            try await writer.write(ByteBuffer(string: "data: " + err.json + "\n\n"))
+            return
+        }
+        if includeUsage {
+            try await send(header.chunk(choices: [], usage: usage(results, promptTokens: promptTokens)))
+        }
+        try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
+    }
+
+    // MARK: - Pieces of responses
+
+    private struct Header {
+        let id: String
+        let object: String
+        let created: Int
+        let model: String
+
+        func json(choices: [[String: Any]], usage: [String: Any]) -> [String: Any] {
+            ["id": id, "object": object, "created": created, "model": model, "system_fingerprint": "strata",
+             "choices": choices, "usage": usage]
+        }
+
+        func chunk(choices: [[String: Any]], usage: [String: Any]? = nil) -> [String: Any] {
+            var o: [String: Any] = ["id": id, "object": object == "chat.completion" ? "chat.completion.chunk" : object,
+                                    "created": created, "model": model, "system_fingerprint": "strata", "choices": choices]
+            if let usage { o["usage"] = usage }
+            return o
+        }
+    }
+
+    private func finishReason(_ r: FinishReason) -> String {
+        switch r {
+        case .eos, .stop, .cancelled: "stop"
+        case .length: "length"
+        }
+    }
+
+    private func choiceJSON(_ kind: Kind, index: Int, output o: ChoiceOutput, echo: String?) -> [String: Any] {
+        let reason = o.result.map { finishReason($0.finishReason) } ?? "stop"
+        let lp: Any = o.tokens.first.map { $0.logprob.isNaN } == false ? logprobsJSON(kind, o.tokens) : NSNull()
+        if kind == .chat {
+            return ["index": index, "message": ["role": "assistant", "content": o.text], "logprobs": lp, "finish_reason": reason]
+        }
+        return ["index": index, "text": (echo ?? "") + o.text, "logprobs": lp, "finish_reason": reason]
+    }
+
+    /// OpenAI's logprobs objects: chat's `{"content": [{token, logprob, bytes, top_logprobs}]}`,
+    /// completions' `{tokens, token_logprobs, top_logprobs, text_offset}`.
+    private func logprobsJSON(_ kind: Kind, _ tokens: [TokenEvent]) -> Any {
+        guard let tokenizer = state.engine?.engine.tokenizer else { return NSNull() }
+        if kind == .chat {
+            let content: [[String: Any]] = tokens.map { t in
+                let piece = tokenizer.piece(t.token)
+                return ["token": piece, "logprob": JSON.number(t.logprob), "bytes": Array(piece.utf8).map(Int.init),
+                        "top_logprobs": t.top.map { a -> [String: Any] in
+                            let p = tokenizer.piece(a.id)
+                            return ["token": p, "logprob": JSON.number(a.logprob), "bytes": Array(p.utf8).map(Int.init)]
+                        }]
+            }
+            return ["content": content, "refusal": NSNull()]
+        }
+        var offset = 0
+        var offsets: [Int] = []
+        for t in tokens { offsets.append(offset); offset += t.text.utf8.count }
+        return ["tokens": tokens.map { tokenizer.piece($0.token) }, "token_logprobs": tokens.map { JSON.number($0.logprob) },
+                "top_logprobs": tokens.map { t in Dictionary(t.top.map { (tokenizer.piece($0.id), JSON.number($0.logprob)) }, uniquingKeysWith: { a, _ in a }) },
+                "text_offset": offsets]
+    }
+
+    private func usage(_ results: [GenerationResult], promptTokens: Int) -> [String: Any] {
+        let completion = results.reduce(0) { $0 + $1.ids.count }
+        let cached = results.map(\.timings.cachedPromptTokens).min() ?? 0
+        return ["prompt_tokens": promptTokens, "completion_tokens": completion, "total_tokens": promptTokens + completion,
+                "prompt_tokens_details": ["cached_tokens": cached]]
+    }
+
+    /// Metrics and the log line of one finished sequence.
+    private func record(_ r: GenerationResult, first: UInt64, start: UInt64) {
+        let end = DispatchTime.now().uptimeNanoseconds
+        metrics.promptTokens.increment(by: r.promptIds.count)
+        metrics.promptCachedTokens.increment(by: r.timings.cachedPromptTokens)
+        metrics.generatedTokens.increment(by: r.ids.count)
+        if first > 0 {
+            metrics.timeToFirstToken.recordNanoseconds(Int64(first - start))
+            if r.ids.count > 1 { metrics.timePerOutputToken.recordNanoseconds(Int64((end - first) / UInt64(r.ids.count - 1))) }
+        }
+        logger.info("sequence finished", metadata: [
+            "prompt_tokens": "\(r.promptIds.count)", "cached_tokens": "\(r.timings.cachedPromptTokens)",
+            "generated_tokens": "\(r.ids.count)", "finish_reason": "\(r.finishReason.rawValue)",
+            "ttft_ms": "\(first > 0 ? String(format: "%.1f", Double(first - start) / 1e6) : "-")",
+            "total_ms": "\(String(format: "%.1f", Double(end - start) / 1e6))",
+        ])
+    }
+
+    // MARK: - Helpers
+
+    private func ready() throws -> BatchEngine {
+        guard let engine = state.engine else {
+            var e = APIError(status: 503, message: "the model is still loading", type: "server_busy", param: nil, code: "model_loading")
+            e.headers = [("Retry-After", "1")]
+            throw e
+        }
+        return engine
+    }
+
+    /// The request body, at most `maxBodyBytes` (413 beyond).
+    private func body(_ request: inout Request) async throws -> Data {
+        do {
+            let buffer = try await request.collectBody(upTo: options.maxBodyBytes)
+            return Data(buffer.readableBytesView)
+        } catch let e as HTTPError where e.status == .contentTooLarge {
+            throw tooLarge
+        } catch is NIOTooManyBytesError {
+            throw tooLarge
+        }
+    }
+
+    private var tooLarge: APIError {
+        APIError(status: 413, message: "the request body is larger than \(options.maxBodyBytes) bytes", type: "invalid_request_error",
+                           param: nil, code: "request_too_large")
+    }
+}
+
+/// A thread-safe counter for response ids.
+final class IDCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = 0
+    func next() -> Int { lock.lock(); defer { lock.unlock() }; value += 1; return value }
+}

@@ -1,0 +1,173 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import ServiceLifecycle
+import Strata
+
+/// How `strata serve` runs.
+public struct ServerOptions: Sendable {
+    public var modelPath: String
+    /// The id `/v1/models` lists and responses carry (default: the file name without `.gguf`).
+    public var modelID: String
+    public var host = "127.0.0.1"
+    /// 0 picks a free port (the one taken is logged: "listening on http://HOST:PORT").
+    public var port = 8080
+    /// Sequences decoding together (slots of the KV cache).
+    public var parallel = 4
+    /// Sequences that may wait for a slot; beyond them a request gets 503 at once.
+    public var queue = 32
+    /// Context options: `slots` is set from `parallel`, `contextLength` is per slot.
+    public var context = ContextOptions()
+    public var weights: WeightsMode = .native
+    public var chatTemplate: String?
+    /// With a key, `/v1/*` needs `Authorization: Bearer KEY`.
+    public var apiKey: String?
+    /// Largest request body accepted (413 beyond).
+    public var maxBodyBytes = 8 << 20
+    /// After SIGTERM/SIGINT, how long running requests may take to finish before they are cancelled.
+    public var gracePeriod: Duration = .seconds(10)
+
+    public init(modelPath: String) {
+        self.modelPath = modelPath
+        var id = URL(fileURLWithPath: modelPath).lastPathComponent
+        if id.lowercased().hasSuffix(".gguf") { id.removeLast(5) }
+        modelID = id
+    }
+}
+
+/// The model once loaded (nil while loading: `/health` and the API answer 503).
+final class ServerState: @unchecked Sendable {
+    private let lock = NSLock()
+    private var _engine: BatchEngine?
+    var engine: BatchEngine? { lock.lock(); defer { lock.unlock() }; return _engine }
+    func set(_ e: BatchEngine) { lock.lock(); _engine = e; lock.unlock() }
+}
+
+/// The OpenAI-compatible server: Hummingbird for HTTP, the continuous batcher for every request,
+/// swift-service-lifecycle for a graceful stop on SIGTERM/SIGINT.
+public enum StrataServer {
+    /// Serves until SIGTERM or SIGINT, then stops accepting, lets running requests finish (up to
+    /// the grace period, then cancels them) and returns. Throws when the model cannot be loaded
+    /// or the address cannot be bound.
+    public static func run(_ options: ServerOptions, logger: Logger) async throws {
+        let state = ServerState()
+        let metrics = ServerMetrics()
+        let api = API(options: options, state: state, metrics: metrics, logger: logger)
+        let router = Router(context: BasicRequestContext.self)
+        router.add(middleware: APIMiddleware(apiKey: options.apiKey, metrics: metrics, logger: logger))
+        api.addRoutes(to: router)
+        let app = Application(
+            router: router,
+            configuration: .init(address: .hostname(options.host, port: options.port), serverName: "strata"),
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? options.port
+                logger.notice("listening on http://\(options.host):\(port)")
+            },
+            logger: logger
+        )
+        let loader = ModelLoader(options: options, state: state, metrics: metrics, logger: logger)
+        var config = ServiceGroupConfiguration(services: [app, loader], gracefulShutdownSignals: [.sigterm, .sigint],
+                                               cancellationSignals: [], logger: logger)
+        config.maximumGracefulShutdownDuration = options.gracePeriod
+        config.maximumCancellationDuration = .seconds(5)
+        try await ServiceGroup(configuration: config).run()
+    }
+}
+
+/// Loads the model while the server already answers (`/health` says 503 until it is ready), then
+/// stays up until shutdown. A model that cannot be loaded ends the server with the error.
+struct ModelLoader: Service {
+    let options: ServerOptions
+    let state: ServerState
+    let metrics: ServerMetrics
+    let logger: Logger
+
+    func run() async throws {
+        let options = options
+        let started = Date()
+        let engine: BatchEngine = try await withCheckedThrowingContinuation { c in
+            Thread.detachNewThread {
+                do {
+                    let model = try Model(path: options.modelPath, weights: options.weights)
+                    var ctx = options.context
+                    ctx.slots = options.parallel
+                    ctx.contextLength = min(ctx.contextLength ?? 4096, model.config.contextLength)
+                    ctx.maxBatchTokens = max(ctx.maxBatchTokens, options.parallel)
+                    c.resume(returning: try BatchEngine(model: model, options: ctx, chatTemplate: options.chatTemplate,
+                                                        maxQueued: options.queue))
+                } catch {
+                    c.resume(throwing: error)
+                }
+            }
+        }
+        let metrics = metrics
+        engine.observe { status in
+            metrics.processing.record(status.running)
+            metrics.queued.record(status.queued)
+            if let step = status.step {
+                metrics.kvCacheUsage.record(Double(step.cachedPositions) / Double(max(step.capacity, 1)))
+                if step.prefillRows > 0 { metrics.promptComputedTokens.increment(by: step.prefillRows) }
+            }
+        }
+        state.set(engine)
+        let c = engine.engine.context
+        logger.notice("model \(options.modelID) ready in \(String(format: "%.2f", Date().timeIntervalSince(started))) s: \(options.parallel) slots × \(c.contextLength) positions, queue \(options.queue), backend \(c.backend), KV cache \(formatBytes(c.kvCacheBytes)) (\(c.cacheType))")
+        try? await gracefulShutdown()
+    }
+}
+
+/// Request ids, timing and logging of every request, the API key check for `/v1/*`, and errors
+/// turned into OpenAI's error object (whatever threw them).
+struct APIMiddleware: RouterMiddleware {
+    typealias Context = BasicRequestContext
+    let apiKey: String?
+    let metrics: ServerMetrics
+    let logger: Logger
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let start = DispatchTime.now().uptimeNanoseconds
+        let path = request.uri.path
+        let isAPI = path.hasPrefix("/v1/")
+        var response: Response
+        if isAPI, let key = apiKey, request.headers[.authorization] != "Bearer \(key)" {
+            response = APIError(status: 401, message: "invalid or missing API key: send 'Authorization: Bearer KEY'",
+                                type: "invalid_request_error", param: nil, code: "invalid_api_key").response
+        } else {
+            do {
+                response = try await next(request, context)
+            } catch let e as APIError {
+                response = e.response
+            } catch let e as HTTPError {
+                let code = Int(e.status.code)
+                let type = code == 404 ? "not_found_error" : "invalid_request_error"
+                let message = code == 413 ? "the request body is too large" : (e.body ?? e.status.reasonPhrase)
+                response = APIError(status: code, message: message, type: type, param: nil, code: nil).response
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                logger.error("internal error on \(path): \(error)")
+                response = APIError(status: 500, message: "internal error: \(error)", type: "server_error", param: nil, code: nil).response
+            }
+        }
+        let status = Int(response.status.code)
+        if isAPI { metrics.request(status: status) }
+        let ms = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
+        logger.info("\(request.method) \(path) \(status)", metadata: ["ms": "\(String(format: "%.1f", ms))"])
+        return response
+    }
+}
+
+extension APIError {
+    var response: Response {
+        var h = HTTPFields()
+        h[.contentType] = "application/json"
+        for (name, value) in headers { if let n = HTTPField.Name(name) { h[n] = value } }
+        return Response(status: .init(code: status), headers: h, body: .init(byteBuffer: ByteBuffer(string: json)))
+    }
+}
+
+func jsonResponse(_ text: String, status: Int = 200) -> Response {
+    Response(status: .init(code: status), headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: text)))
+}

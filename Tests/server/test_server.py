@@ -1,0 +1,251 @@
+"""`strata serve` through the official `openai` Python client, over real loopback sockets."""
+import json
+import signal
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import openai
+import pytest
+
+from conftest import Server, finish_reason, generate
+
+QUESTIONS = [
+    "What is the capital of France?", "Name three primary colors.", "What is 7 times 8?",
+    "Write a haiku about the sea.", "Who wrote Romeo and Juliet?", "What is the boiling point of water?",
+    "Give me a synonym for happy.", "What is the largest planet?", "Translate 'thank you' into Spanish.",
+    "What is photosynthesis?", "How many legs does a spider have?", "What color is the sky on a clear day?",
+]
+
+
+def client(server, **kw):
+    return openai.OpenAI(base_url=server.url + "/v1", api_key=kw.pop("api_key", "none"), max_retries=0, timeout=120, **kw)
+
+
+def model_id(server):
+    return client(server).models.list().data[0].id
+
+
+def test_lists_the_model(server):
+    models = client(server).models.list().data
+    assert [m.id for m in models] == ["SmolLM2-135M-Instruct.Q4_1"]
+    assert models[0].object == "model"
+
+
+def test_chat_equals_generate_plain_and_streamed(server):
+    c = client(server)
+    question = QUESTIONS[0]
+    ref = generate(question, 40, chat=True)
+    plain = c.chat.completions.create(model=model_id(server), messages=[{"role": "user", "content": question}],
+                                      temperature=0, max_tokens=40)
+    assert plain.choices[0].message.content == ref["text"]
+    assert plain.choices[0].finish_reason == finish_reason(ref["finish_reason"])
+    assert plain.usage.prompt_tokens == len(ref["prompt_ids"])
+    assert plain.usage.completion_tokens == len(ref["ids"])
+
+    chunks = list(c.chat.completions.create(model=model_id(server), messages=[{"role": "user", "content": question}],
+                                            temperature=0, max_tokens=40, stream=True,
+                                            stream_options={"include_usage": True}))
+    text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+    assert text == ref["text"]
+    reasons = [ch.choices[0].finish_reason for ch in chunks if ch.choices and ch.choices[0].finish_reason]
+    assert reasons == [finish_reason(ref["finish_reason"])]
+    assert len(chunks) > 3, "the answer came in one piece, not streamed"
+    usage = chunks[-1].usage
+    assert chunks[-1].choices == [] and usage is not None
+    assert usage.completion_tokens == len(ref["ids"]) and usage.prompt_tokens == len(ref["prompt_ids"])
+
+
+def test_completion_equals_generate(server):
+    prompt = "The three laws of robotics are"
+    ref = generate(prompt, 32)
+    got = client(server).completions.create(model=model_id(server), prompt=prompt, temperature=0, max_tokens=32)
+    assert got.choices[0].text == ref["text"]
+    assert got.choices[0].finish_reason == finish_reason(ref["finish_reason"])
+    streamed = client(server).completions.create(model=model_id(server), prompt=prompt, temperature=0, max_tokens=32, stream=True)
+    assert "".join(ch.choices[0].text for ch in streamed if ch.choices) == ref["text"]
+
+
+def ask(server, question, **kw):
+    r = client(server).chat.completions.create(model="any", messages=[{"role": "user", "content": question}], **kw)
+    return r.choices[0].message.content, r.choices[0].finish_reason
+
+
+def test_twelve_concurrent_requests_equal_their_answers_alone(server):
+    # Greedy and seeded sampling: each request samples with its own parameters, as it would alone.
+    settings = [dict(temperature=0, max_tokens=32) if i % 2 == 0 else dict(temperature=0.9, seed=1000 + i, max_tokens=32)
+                for i in range(12)]
+    alone = [ask(server, q, **s) for q, s in zip(QUESTIONS, settings)]
+    before = server.metrics()
+    with ThreadPoolExecutor(12) as pool:
+        together = list(pool.map(lambda qs: ask(server, qs[0], **qs[1]), zip(QUESTIONS, settings)))
+    assert together == alone
+    assert all(text for text, _ in together)
+    assert server.metrics()['strata_requests_total{status="200"}'] - before['strata_requests_total{status="200"}'] == 12
+    # The reference for one of them, from the command line.
+    assert alone[0][0] == generate(QUESTIONS[0], 32, chat=True)["text"]
+
+
+def test_bad_parameters_get_400(server):
+    c = client(server)
+    for kw, param in [(dict(temperature=-1), "temperature"), (dict(max_tokens=-5), "max_tokens"), (dict(top_p=7), "top_p")]:
+        with pytest.raises(openai.BadRequestError) as e:
+            c.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}], **kw)
+        assert e.value.status_code == 400
+        assert e.value.body["param"] == param, e.value.body
+        assert e.value.body["type"] == "invalid_request_error"
+
+
+def test_malformed_requests_get_clear_errors(server):
+    status, body, _ = server.post("/v1/chat/completions", b"{not json")
+    assert status == 400 and json.loads(body)["error"]["code"] == "invalid_json"
+    status, body, _ = server.post("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "max_tokens": "ten"})
+    assert status == 400 and json.loads(body)["error"]["param"] == "max_tokens"
+    status, body, _ = server.post("/v1/chat/completions", {"messages": []})
+    assert status == 400 and json.loads(body)["error"]["param"] == "messages"
+    status, body, _ = server.post("/v1/completions", b"x" * (9 << 20))
+    assert status == 413 and "error" in json.loads(body)
+    long_prompt = "hello " * 2000
+    status, body, _ = server.post("/v1/completions", {"prompt": long_prompt, "max_tokens": 4})
+    assert status == 400 and json.loads(body)["error"]["code"] == "context_length_exceeded"
+    # Unknown fields are ignored.
+    status, body, _ = server.post("/v1/completions", {"prompt": "Hi", "max_tokens": 2, "temperature": 0, "frobnicate": {"x": 1}})
+    assert status == 200, body
+    # A raw socket speaking nonsense does not take the server down.
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+        s.sendall(b"\x00\x01 NOT HTTP\r\n\r\n")
+        s.recv(1024)
+    assert server.get("/health")[0] == 200
+
+
+def test_max_tokens_beyond_the_room_left_ends_with_length(server):
+    # 1024 positions per slot: a prompt of ~1000 tokens has room for a few more, not 500.
+    prompt = "one two three four " * 240
+    r = client(server).completions.create(model="m", prompt=prompt, temperature=0, max_tokens=500, extra_body={"ignore_eos": True})
+    assert r.choices[0].finish_reason == "length"
+    # The slot fills: every position holds a prompt or fed-back token; the last token sampled is not fed back.
+    assert r.usage.prompt_tokens + r.usage.completion_tokens == 1024 + 1
+    assert r.usage.completion_tokens < 500
+
+
+def test_stop_strings_logprobs_and_n(server):
+    c = client(server)
+    r = c.chat.completions.create(model="m", messages=[{"role": "user", "content": QUESTIONS[0]}], temperature=0,
+                                  max_tokens=40, stop=["Paris"])
+    assert "Paris" not in r.choices[0].message.content and r.choices[0].finish_reason == "stop"
+    r = c.chat.completions.create(model="m", messages=[{"role": "user", "content": QUESTIONS[2]}], temperature=0,
+                                  max_tokens=8, logprobs=True, top_logprobs=3)
+    content = r.choices[0].logprobs.content
+    assert len(content) == r.usage.completion_tokens
+    for step in content:
+        assert len(step.top_logprobs) == 3 and step.logprob <= 0
+        assert step.token == step.top_logprobs[0].token  # greedy: the chosen token is the likeliest
+    r = c.chat.completions.create(model="m", messages=[{"role": "user", "content": QUESTIONS[3]}], temperature=0, max_tokens=12, n=3)
+    assert [ch.index for ch in r.choices] == [0, 1, 2]
+    assert len({ch.message.content for ch in r.choices}) == 1
+
+
+def test_second_turn_computes_only_the_new_tokens(server):
+    c = client(server)
+    first = [{"role": "user", "content": "Tell me one fact about owls."}]
+    r1 = c.chat.completions.create(model="m", messages=first, temperature=0, max_tokens=48)
+    second = first + [{"role": "assistant", "content": r1.choices[0].message.content},
+                      {"role": "user", "content": "And one about cats?"}]
+    before = server.metrics()
+    r2 = c.chat.completions.create(model="m", messages=second, temperature=0, max_tokens=16)
+    after = server.metrics()
+    cached = r2.usage.prompt_tokens_details.cached_tokens
+    assert cached >= r1.usage.prompt_tokens, (cached, r1.usage.prompt_tokens)
+    computed = after["strata_prompt_computed_tokens_total"] - before["strata_prompt_computed_tokens_total"]
+    assert computed == r2.usage.prompt_tokens - cached
+    assert computed < r2.usage.prompt_tokens - r1.usage.prompt_tokens
+    assert after["strata_prompt_cached_tokens_total"] - before["strata_prompt_cached_tokens_total"] == cached
+    # And the answer is the one computed from scratch.
+    assert r2.choices[0].message.content == generate_chat_from_scratch(second, 16)
+
+
+def generate_chat_from_scratch(messages, max_tokens):
+    s = Server("--parallel", "1", "--ctx", "1024")
+    try:
+        r = client(s).chat.completions.create(model="m", messages=messages, temperature=0, max_tokens=max_tokens)
+        assert r.usage.prompt_tokens_details.cached_tokens == 0
+        return r.choices[0].message.content
+    finally:
+        assert s.stop() == 0
+
+
+def test_disconnect_frees_the_slot(server):
+    c = client(server)
+    stream = c.chat.completions.create(model="m", messages=[{"role": "user", "content": "Tell me a very long story."}],
+                                       temperature=0, max_tokens=1000, stream=True, extra_body={"ignore_eos": True})
+    for i, _ in enumerate(stream):
+        if i == 5:
+            break
+    assert server.metrics()["strata_requests_processing"] == 1
+    stream.close()
+    deadline = time.time() + 2
+    while server.metrics()["strata_requests_processing"] != 0:
+        assert time.time() < deadline, "the sequence kept decoding after its client left"
+        time.sleep(0.05)
+
+
+def test_tokenize_detokenize_and_health(server):
+    status, body, _ = server.post("/tokenize", {"content": "Hello world"})
+    ids = json.loads(body)["tokens"]
+    assert status == 200 and len(ids) == 2
+    status, body, _ = server.post("/detokenize", {"tokens": ids})
+    assert json.loads(body)["content"] == "Hello world"
+    status, body, _ = server.post("/detokenize", {"tokens": [10 ** 9]})
+    assert status == 400
+    status, body = server.get("/health")
+    assert status == 200 and json.loads(body)["status"] == "ok"
+
+
+def test_backpressure_503_and_the_rest_complete():
+    s = Server("--parallel", "4", "--queue", "4", "--ctx", "512")
+    try:
+        def one(i):
+            try:
+                r = client(s).completions.create(model="m", prompt=f"Story number {i}:", temperature=0, max_tokens=96,
+                                                 extra_body={"ignore_eos": True})
+                return r.choices[0].finish_reason, len(r.choices[0].text)
+            except openai.APIStatusError as e:
+                return e.status_code, e.response.headers.get("retry-after")
+        with ThreadPoolExecutor(24) as pool:
+            results = list(pool.map(one, range(24)))
+        rejected = [r for r in results if r[0] == 503]
+        done = [r for r in results if r[0] == "length"]
+        assert rejected, results
+        assert all(r[1] == "1" for r in rejected)  # Retry-After
+        assert len(done) + len(rejected) == 24, results
+        assert len(done) >= 8
+        assert s.metrics()["strata_requests_rejected_total"] == len(rejected)
+    finally:
+        assert s.stop() == 0
+
+
+def test_api_key():
+    s = Server("--parallel", "1", "--ctx", "256", "--api-key", "sesame")
+    try:
+        with pytest.raises(openai.AuthenticationError):
+            client(s, api_key="wrong").models.list()
+        assert client(s, api_key="sesame").models.list().data
+        assert s.get("/health")[0] == 200
+    finally:
+        assert s.stop() == 0
+
+
+def test_sigterm_lets_a_running_request_finish():
+    s = Server("--parallel", "2", "--ctx", "512", "--grace", "30")
+    stream = client(s).completions.create(model="m", prompt="Once upon a time", temperature=0, max_tokens=120, stream=True,
+                                          extra_body={"ignore_eos": True})
+    pieces = []
+    for i, ch in enumerate(stream):
+        if i == 3:
+            s.proc.send_signal(signal.SIGTERM)
+        pieces.extend(ch.choices)
+    assert pieces[-1].finish_reason == "length"
+    assert s.proc.wait(30) == 0
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", s.port), timeout=2).close()
