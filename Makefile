@@ -11,7 +11,7 @@ GEMMA := $(STRATA_HOME)/models/gemma-3-270m-q4_k_m.gguf
 VENV := $(STRATA_HOME)/venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: all setup deps model gemma minilm venv synthetic-model build release run test test-sanitize fuzz fuzz-build bench clean
+.PHONY: all setup deps model gemma minilm venv browser synthetic-model build release run test test-sanitize fuzz fuzz-build bench clean
 
 all: release
 
@@ -43,11 +43,20 @@ gemma: deps
 minilm: deps
 	@./scripts/fetch-minilm.sh
 
-# Python for the tests that compare with reference code: the `gguf` package's quantizers.
+# Python for the tests that compare with reference code (the `gguf` package's quantizers) and for
+# the server tests: the official `openai` client, pytest, and websocket-client (Chromium's DevTools).
+PY_PACKAGES := gguf==0.19.0 numpy openai pytest websocket-client
 venv: deps
-	@[ -x $(PYTHON) ] && $(PYTHON) -c 'import gguf, numpy' 2>/dev/null || { \
-		echo "venv: creating $(VENV) with gguf and numpy"; \
-		python3 -m venv $(VENV) && $(VENV)/bin/pip install -q --disable-pip-version-check gguf==0.19.0 numpy; }
+	@[ -x $(PYTHON) ] && $(PYTHON) -c 'import gguf, numpy, openai, pytest, websocket' 2>/dev/null || { \
+		echo "venv: creating $(VENV) with $(PY_PACKAGES)"; \
+		{ [ -x $(PYTHON) ] || python3 -m venv $(VENV); } && $(VENV)/bin/pip install -q --disable-pip-version-check $(PY_PACKAGES); }
+
+# Headless Chromium (Debian's package) for the chat page's browser test.
+browser:
+	@command -v chromium >/dev/null || { \
+		echo "browser: installing chromium"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 # A random-weight Llama-shaped 1.1 B model in Q4_0 and Q8_0 (about 0.6 and 1.1 GiB; never committed),
 # for memory and speed at scale: Benchmarks/synthetic/make_synthetic.py.
@@ -63,9 +72,12 @@ release: deps
 run: setup release
 	$(RELEASE_BIN) generate --model "$(MODEL)" --chat --max-tokens 96 "$(PROMPT)"
 
-# Every test, built optimised: the real-model tests run the 30-layer model many times.
-test: setup gemma minilm venv
+# Every test, built optimised: the real-model tests run the 30-layer model many times. Then the
+# server through the official openai client and the chat page in headless Chromium (Tests/server).
+test: setup gemma minilm venv browser
 	STRATA_MODEL="$(MODEL)" STRATA_GEMMA="$(GEMMA)" STRATA_PYTHON="$(PYTHON)" $(SWIFT) test -c release
+	$(SWIFT) build -c release --product strata
+	cd Tests/server && STRATA_MODEL="$(MODEL)" $(PYTHON) -m pytest -q -p no:cacheprovider .
 
 # The unit suites on the tiny test models under ThreadSanitizer, then AddressSanitizer (each in its
 # own build directory). The real-model suites are skipped: the same code on bigger inputs, 10-50×

@@ -158,3 +158,63 @@ import Testing
         #expect(engine.peakConcurrentSequences == 2)
     }
 }
+
+/// Prompt-cache reuse: a request that starts like an earlier one takes the slot holding it and
+/// computes only the rest, with the same answer, bit for bit, as from scratch.
+@Suite struct PrefixReuseTests {
+    func params(_ n: Int) -> GenerationParameters {
+        var p = GenerationParameters()
+        p.sampling = .greedy
+        p.maxTokens = n
+        p.ignoreEOS = true
+        return p
+    }
+
+    @Test func aFollowUpPromptComputesOnlyItsNewTokens() throws {
+        let ctx = try InferenceContext(model: ForwardTests.tiny, options: ContextOptions(backend: .simd, contextLength: 128, slots: 3))
+        let runner = BatchRunner(context: ctx, tokenizer: nil)
+        var results: [String: GenerationResult] = [:]
+        var prefilled = 0
+        func run(_ requests: [BatchRequest]) throws {
+            var pending = requests
+            try runner.run(next: { pending.isEmpty ? nil : pending.removeFirst() },
+                           onFinish: { results[$0] = try? $1.get() }, onStep: { prefilled += $0.prefillRows })
+        }
+        let first: [Int32] = [5, 6, 7, 8, 9, 10]
+        try run([BatchRequest(id: "a", promptIds: first, parameters: params(6)),
+                 BatchRequest(id: "other", promptIds: [40, 41, 42], parameters: params(4))])
+        #expect(prefilled == first.count + 3)
+        // The next turn: the first prompt, its answer, and new tokens.
+        let a = try #require(results["a"])
+        let second = first + a.ids + [20, 21, 22]
+        prefilled = 0
+        try run([BatchRequest(id: "b", promptIds: second, parameters: params(8))])
+        let b = try #require(results["b"])
+        // The slot held the prompt and every answer token but the last (never fed back).
+        #expect(b.timings.cachedPromptTokens == first.count + a.ids.count - 1)
+        #expect(prefilled == second.count - b.timings.cachedPromptTokens)
+        // Same ids as from scratch, alone in a fresh context.
+        let fresh = try InferenceContext(model: ForwardTests.tiny, options: ContextOptions(backend: .simd, contextLength: 128, slots: 1))
+        let alone = try Generator(model: ForwardTests.tiny, tokenizer: nil, context: fresh).generate(promptIds: second, parameters: params(8))
+        #expect(b.ids == alone.ids)
+        // Turned off, nothing is reused.
+        runner.reusePrefixes = false
+        prefilled = 0
+        try run([BatchRequest(id: "c", promptIds: second, parameters: params(8))])
+        #expect(results["c"]?.timings.cachedPromptTokens == 0 && prefilled == second.count)
+        #expect(results["c"]?.ids == alone.ids)
+    }
+
+    /// A `Generator` writing the same context in between invalidates the runner's record.
+    @Test func anotherUserOfTheContextInvalidatesTheCache() throws {
+        let ctx = try InferenceContext(model: ForwardTests.tiny, options: ContextOptions(backend: .naive, contextLength: 64, slots: 1))
+        let runner = BatchRunner(context: ctx, tokenizer: nil)
+        var result: GenerationResult?
+        var pending = [BatchRequest(id: "a", promptIds: [5, 6, 7, 8], parameters: params(3))]
+        try runner.run(next: { pending.isEmpty ? nil : pending.removeFirst() }, onFinish: { result = try? $1.get() })
+        _ = try Generator(model: ForwardTests.tiny, tokenizer: nil, context: ctx).generate(promptIds: [30, 31, 32, 33, 34], parameters: params(2))
+        pending = [BatchRequest(id: "b", promptIds: [5, 6, 7, 8, 9], parameters: params(3))]
+        try runner.run(next: { pending.isEmpty ? nil : pending.removeFirst() }, onFinish: { result = try? $1.get() })
+        #expect(result?.timings.cachedPromptTokens == 0)
+    }
+}

@@ -104,9 +104,9 @@ public final class BatchEngine: @unchecked Sendable {
 
     private func add(_ newSinks: [Sink], ids: [Int32], parameters: [GenerationParameters]) throws {
         lock.lock()
-        let capacity = engine.context.slots + maxQueued
-        let busy = sinks.count + queue.count
-        if maxQueued != .max && busy + newSinks.count > capacity {
+        // Sequences that would be left waiting once every slot is busy.
+        let waiting = sinks.count + queue.count + newSinks.count - engine.context.slots
+        if waiting > maxQueued {
             let status = BatchEngineStatus(running: sinks.count, queued: queue.count, step: nil)
             let o = observer
             lock.unlock()
