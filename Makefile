@@ -11,7 +11,7 @@ GEMMA := $(STRATA_HOME)/models/gemma-3-270m-q4_k_m.gguf
 VENV := $(STRATA_HOME)/venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: all setup deps model gemma minilm venv browser synthetic-model build release run test test-sanitize fuzz fuzz-build bench clean
+.PHONY: all setup deps model gemma minilm venv browser synthetic-model build release run test test-sanitize fuzz fuzz-build bench bench-serve clean
 
 all: release
 
@@ -116,6 +116,11 @@ bench: setup release
 	@mkdir -p $(STRATA_HOME)/bench && [ -f $(CORPUS) ] || python3 Benchmarks/make_corpus.py $(CORPUS)
 	STRATA_MODEL="$(MODEL)" .build/release/strata-microbench --tokenizer-text $(CORPUS)
 	$(RELEASE_BIN) bench --model "$(MODEL)" $(BENCH_ARGS)
+
+# strata serve against llama-server (built by ../shared/tools/build-llama-cpp.sh) on the same file:
+# 1, 8 and 32 concurrent streamed chat clients on loopback (Benchmarks/serve_bench.sh).
+bench-serve: setup release
+	./Benchmarks/serve_bench.sh "$(MODEL)"
 
 clean:
 	rm -rf .build

@@ -29,8 +29,8 @@ final class API: Sendable {
         }
         router.get("/") { _, _ in try self.chatPage() }
         router.get("/v1/models") { _, _ in try self.models() }
-        router.post("/v1/chat/completions") { request, _ in try await self.chat(request) }
-        router.post("/v1/completions") { request, _ in try await self.completions(request) }
+        router.post("/v1/chat/completions") { request, context in try await self.chat(request, logger: context.logger) }
+        router.post("/v1/completions") { request, context in try await self.completions(request, logger: context.logger) }
         router.post("/tokenize") { request, _ in try await self.tokenize(request) }
         router.post("/detokenize") { request, _ in try await self.detokenize(request) }
     }
@@ -90,7 +90,7 @@ final class API: Sendable {
 
     enum Kind { case chat, text }
 
-    func chat(_ request: Request) async throws -> Response {
+    func chat(_ request: Request, logger: Logger) async throws -> Response {
         var request = request
         let data = try await body(&request)
         let engine = try ready()
@@ -105,10 +105,10 @@ final class API: Sendable {
         let top = r.top_logprobs ?? 0
         guard top >= 0 && top <= 20 else { throw APIError.invalid("top_logprobs must be between 0 and 20, got \(top)", param: "top_logprobs") }
         let wants = (r.logprobs ?? false) || r.top_logprobs != nil
-        return try await complete(.chat, engine: engine, ids: ids, fields: r.fields, logprobs: wants, top: top, echo: nil, request: request)
+        return try await complete(.chat, engine: engine, ids: ids, fields: r.fields, logprobs: wants, top: top, echo: nil, request: request, logger: logger)
     }
 
-    func completions(_ request: Request) async throws -> Response {
+    func completions(_ request: Request, logger: Logger) async throws -> Response {
         var request = request
         let data = try await body(&request)
         let engine = try ready()
@@ -129,7 +129,7 @@ final class API: Sendable {
         }
         let top = r.logprobs ?? 0
         guard top >= 0 && top <= 20 else { throw APIError.invalid("logprobs must be between 0 and 20, got \(top)", param: "logprobs") }
-        return try await complete(.text, engine: engine, ids: ids, fields: r.fields, logprobs: r.logprobs != nil, top: top, echo: echo, request: request)
+        return try await complete(.text, engine: engine, ids: ids, fields: r.fields, logprobs: r.logprobs != nil, top: top, echo: echo, request: request, logger: logger)
     }
 
     /// One choice as it is being generated.
@@ -141,7 +141,7 @@ final class API: Sendable {
     }
 
     private func complete(_ kind: Kind, engine: BatchEngine, ids: [Int32], fields: SamplingFields, logprobs: Bool, top: Int,
-                          echo: String?, request: Request) async throws -> Response {
+                          echo: String?, request: Request, logger: Logger) async throws -> Response {
         let start = DispatchTime.now().uptimeNanoseconds
         let context = engine.engine.context
         let param = kind == .chat ? "messages" : "prompt"
@@ -177,14 +177,14 @@ final class API: Sendable {
             let body = ResponseBody { [self] writer in
                 try await request.body.consumeWithCancellationOnInboundClose { _ in
                     try await self.stream(kind, header: header, n: n, events: merged, promptTokens: ids.count,
-                                          includeUsage: includeUsage, echo: echo, start: start, writer: &writer)
+                                          includeUsage: includeUsage, echo: echo, start: start, logger: logger, writer: &writer)
                 }
                 try await writer.finish(nil)
             }
             return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: body)
         }
         let outputs = try await request.body.consumeWithCancellationOnInboundClose { _ in
-            try await self.collect(merged, n: n, start: start)
+            try await self.collect(merged, n: n, start: start, id: id, logger: logger)
         }
         let choices = outputs.enumerated().map { i, o in choiceJSON(kind, index: i, output: o, echo: echo) }
         let object = header.json(choices: choices, usage: usage(outputs.compactMap(\.result), promptTokens: ids.count))
@@ -210,7 +210,8 @@ final class API: Sendable {
         return merged
     }
 
-    private func collect(_ events: AsyncThrowingStream<(Int, BatchEvent), Error>, n: Int, start: UInt64) async throws -> [ChoiceOutput] {
+    private func collect(_ events: AsyncThrowingStream<(Int, BatchEvent), Error>, n: Int, start: UInt64,
+                         id: String, logger: Logger) async throws -> [ChoiceOutput] {
         var outputs = Array(repeating: ChoiceOutput(), count: n)
         for try await (i, event) in events {
             switch event {
@@ -220,7 +221,7 @@ final class API: Sendable {
                 if t.token >= 0 { outputs[i].tokens.append(t) }
             case let .finished(r):
                 outputs[i].result = r
-                record(r, first: outputs[i].firstToken, start: start)
+                record(r, first: outputs[i].firstToken, start: start, id: id, logger: logger)
             }
         }
         try Task.checkCancellation()
@@ -229,7 +230,7 @@ final class API: Sendable {
     }
 
     private func stream(_ kind: Kind, header: Header, n: Int, events: AsyncThrowingStream<(Int, BatchEvent), Error>,
-                        promptTokens: Int, includeUsage: Bool, echo: String?, start: UInt64,
+                        promptTokens: Int, includeUsage: Bool, echo: String?, start: UInt64, logger: Logger,
                         writer: inout any ResponseBodyWriter) async throws {
         func send(_ object: Any) async throws {
             try await writer.write(ByteBuffer(string: "data: " + JSON.string(object) + "\n\n"))
@@ -257,7 +258,7 @@ final class API: Sendable {
                     }
                 case let .finished(r):
                     results.append(r)
-                    record(r, first: firsts[i], start: start)
+                    record(r, first: firsts[i], start: start, id: header.id, logger: logger)
                     let reason = finishReason(r.finishReason)
                     if kind == .chat {
                         try await send(header.chunk(choices: [["index": i, "delta": [String: Any](), "logprobs": NSNull(), "finish_reason": reason]]))
@@ -348,7 +349,7 @@ final class API: Sendable {
     }
 
     /// Metrics and the log line of one finished sequence.
-    private func record(_ r: GenerationResult, first: UInt64, start: UInt64) {
+    private func record(_ r: GenerationResult, first: UInt64, start: UInt64, id: String, logger: Logger) {
         let end = DispatchTime.now().uptimeNanoseconds
         metrics.promptTokens.increment(by: r.promptIds.count)
         metrics.promptCachedTokens.increment(by: r.timings.cachedPromptTokens)
@@ -358,6 +359,7 @@ final class API: Sendable {
             if r.ids.count > 1 { metrics.timePerOutputToken.recordNanoseconds(Int64((end - first) / UInt64(r.ids.count - 1))) }
         }
         logger.info("sequence finished", metadata: [
+            "response": "\(id)",
             "prompt_tokens": "\(r.promptIds.count)", "cached_tokens": "\(r.timings.cachedPromptTokens)",
             "generated_tokens": "\(r.ids.count)", "finish_reason": "\(r.finishReason.rawValue)",
             "ttft_ms": "\(first > 0 ? String(format: "%.1f", Double(first - start) / 1e6) : "-")",

@@ -154,7 +154,7 @@ struct APIMiddleware: RouterMiddleware {
         let status = Int(response.status.code)
         if isAPI { metrics.request(status: status) }
         let ms = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
-        logger.info("\(request.method) \(path) \(status)", metadata: ["ms": "\(String(format: "%.1f", ms))"])
+        context.logger.info("\(request.method) \(path) \(status)", metadata: ["ms": "\(String(format: "%.1f", ms))"])
         return response
     }
 }

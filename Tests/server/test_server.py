@@ -249,3 +249,33 @@ def test_sigterm_lets_a_running_request_finish():
     assert s.proc.wait(30) == 0
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", s.port), timeout=2).close()
+
+
+def test_a_plain_request_whose_client_leaves_is_cancelled(server):
+    body = json.dumps({"prompt": "Once upon a time", "max_tokens": 900, "temperature": 0, "ignore_eos": True}).encode()
+    s = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    deadline = time.time() + 10
+    while server.metrics()["strata_requests_processing"] != 1:
+        assert time.time() < deadline, "the request never started"
+        time.sleep(0.02)
+    generated = server.metrics()["strata_generated_tokens_total"]
+    s.close()
+    deadline = time.time() + 2
+    while server.metrics()["strata_requests_processing"] != 0:
+        assert time.time() < deadline, "the sequence kept decoding after its client left"
+        time.sleep(0.05)
+    # It ended early: far fewer than 900 tokens were generated.
+    assert server.metrics()["strata_generated_tokens_total"] - generated < 600
+
+
+def test_logit_bias_bans_a_token(server):
+    c = client(server)
+    question = [{"role": "user", "content": QUESTIONS[0]}]
+    plain = c.chat.completions.create(model="m", messages=question, temperature=0, max_tokens=6, logprobs=True)
+    first = plain.choices[0].logprobs.content[0].token
+    ids = json.loads(server.post("/tokenize", {"content": first})[1])["tokens"]
+    assert len(ids) == 1
+    banned = c.chat.completions.create(model="m", messages=question, temperature=0, max_tokens=6, logprobs=True,
+                                       logit_bias={str(ids[0]): -100})
+    assert banned.choices[0].logprobs.content[0].token != first
