@@ -31,6 +31,7 @@ final class API: Sendable {
         router.get("/v1/models") { _, _ in try self.models() }
         router.post("/v1/chat/completions") { request, context in try await self.chat(request, logger: context.logger) }
         router.post("/v1/completions") { request, context in try await self.completions(request, logger: context.logger) }
+        router.post("/v1/embeddings") { request, _ in try await self.embeddings(request) }
         router.post("/tokenize") { request, _ in try await self.tokenize(request) }
         router.post("/detokenize") { request, _ in try await self.detokenize(request) }
     }
@@ -38,7 +39,7 @@ final class API: Sendable {
     // MARK: - Small endpoints
 
     func health() -> Response {
-        guard let engine = state.engine else { return jsonResponse(#"{"status":"loading"}"#, status: 503) }
+        guard let engine = state.engine else { return jsonResponse(#"{"status":"loading"}"#, status: 503, retryAfter: true) }
         return jsonResponse(JSON.string(["status": "ok", "slots_processing": engine.activeRequests,
                                          "slots_idle": options.parallel - engine.activeRequests, "queued": engine.queuedRequests]))
     }
@@ -52,7 +53,78 @@ final class API: Sendable {
             "meta": ["architecture": c.architecture.name, "n_ctx_train": c.contextLength, "n_ctx_slot": engine.engine.context.contextLength,
                      "n_vocab": c.vocabSize, "n_embd": c.embeddingLength, "n_layer": c.blockCount],
         ]
-        return jsonResponse(JSON.string(["object": "list", "data": [model]]))
+        var data: [[String: Any]] = [model]
+        if let encoder = state.encoder {
+            data.append(["id": embeddingModelID, "object": "model", "created": created, "owned_by": "strata",
+                         "meta": ["architecture": "bert", "n_embd": encoder.config.hidden, "n_layer": encoder.config.layers,
+                                  "max_seq_length": encoder.config.maxSeqLength]])
+        }
+        return jsonResponse(JSON.string(["object": "list", "data": data]))
+    }
+
+    var embeddingModelID: String {
+        options.embeddingModelID ?? options.embeddingModel.map { URL(fileURLWithPath: $0).lastPathComponent } ?? "embeddings"
+    }
+
+    /// Most inputs in one embeddings request (OpenAI's limit).
+    static let maxEmbeddingInputs = 2048
+
+    func embeddings(_ request: Request) async throws -> Response {
+        var request = request
+        let data = try await body(&request)
+        _ = try ready()
+        guard let encoder = state.encoder else {
+            throw APIError.invalid("no embedding model is loaded: start the server with --embedding-model NAME|DIR (e.g. all-minilm-l6-v2)",
+                                   param: "model", code: "model_not_found")
+        }
+        let r = try decodeBody(EmbeddingRequest.self, from: data)
+        let format = r.encoding_format ?? "float"
+        guard format == "float" || format == "base64" else {
+            throw APIError.invalid("encoding_format must be 'float' or 'base64', got '\(format)'", param: "encoding_format")
+        }
+        if let d = r.dimensions, d != encoder.config.hidden {
+            throw APIError.invalid("this model's embeddings have \(encoder.config.hidden) dimensions; it cannot give \(d)", param: "dimensions")
+        }
+        let ids: [[Int32]]
+        switch r.input {
+        case let .texts(texts): ids = texts.map(encoder.encode)
+        case let .ids(given):
+            for seq in given {
+                guard !seq.isEmpty, seq.count <= encoder.config.maxSeqLength else {
+                    throw APIError.invalid("each token array must hold 1 to \(encoder.config.maxSeqLength) ids", param: "input")
+                }
+                if let bad = seq.first(where: { $0 < 0 || Int($0) >= encoder.config.vocabSize }) {
+                    throw APIError.invalid("token id \(bad) is outside the vocabulary (0..<\(encoder.config.vocabSize))", param: "input")
+                }
+            }
+            ids = given
+        }
+        guard !ids.isEmpty, ids.count <= Self.maxEmbeddingInputs else {
+            throw APIError.invalid("'input' must hold 1 to \(Self.maxEmbeddingInputs) items, got \(ids.count)", param: "input")
+        }
+        let vectors: [[Float]] = try await withCheckedThrowingContinuation { c in
+            state.encoderQueue.async {
+                do {
+                    var out: [[Float]] = []
+                    out.reserveCapacity(ids.count)
+                    var i = 0
+                    while i < ids.count {
+                        out += try encoder.embed(ids: Array(ids[i ..< min(i + 32, ids.count)]))
+                        i += 32
+                    }
+                    c.resume(returning: out)
+                } catch {
+                    c.resume(throwing: error)
+                }
+            }
+        }
+        let items: [[String: Any]] = vectors.enumerated().map { i, v in
+            let embedding: Any = format == "base64" ? v.withUnsafeBytes { Data($0).base64EncodedString() } : v.map(Double.init)
+            return ["object": "embedding", "index": i, "embedding": embedding]
+        }
+        let tokens = ids.reduce(0) { $0 + $1.count }
+        return jsonResponse(JSON.string(["object": "list", "data": items, "model": embeddingModelID,
+                                         "usage": ["prompt_tokens": tokens, "total_tokens": tokens]]))
     }
 
     func chatPage() throws -> Response {

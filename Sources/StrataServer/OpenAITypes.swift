@@ -286,3 +286,25 @@ extension SamplingFields {
         return k
     }
 }
+
+/// `input` of `/v1/embeddings`: a string, an array of strings, or token ids (one array or several).
+enum EmbeddingInput: Decodable {
+    case texts([String])
+    case ids([[Int32]])
+
+    init(from decoder: Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if let s = try? c.decode(String.self) { self = .texts([s]); return }
+        if let a = try? c.decode([String].self) { self = .texts(a); return }
+        if let ids = try? c.decode([Int32].self) { self = .ids([ids]); return }
+        if let a = try? c.decode([[Int32]].self) { self = .ids(a); return }
+        throw APIError.invalid("'input' must be a string, an array of strings, or token ids", param: "input")
+    }
+}
+
+struct EmbeddingRequest: Decodable {
+    var input: EmbeddingInput
+    var model: String?
+    var encoding_format: String?
+    var dimensions: Int?
+}

@@ -22,6 +22,10 @@ public struct ServerOptions: Sendable {
     public var context = ContextOptions()
     public var weights: WeightsMode = .native
     public var chatTemplate: String?
+    /// A sentence encoder (a folder or a known name) for `/v1/embeddings`; none by default.
+    public var embeddingModel: String?
+    /// The id the embedding model is listed under (default: its folder's name).
+    public var embeddingModelID: String?
     /// With a key, `/v1/*` needs `Authorization: Bearer KEY`.
     public var apiKey: String?
     /// Largest request body accepted (413 beyond).
@@ -37,12 +41,18 @@ public struct ServerOptions: Sendable {
     }
 }
 
-/// The model once loaded (nil while loading: `/health` and the API answer 503).
+/// The models once loaded (nil while loading: `/health` and the API answer 503).
 final class ServerState: @unchecked Sendable {
     private let lock = NSLock()
     private var _engine: BatchEngine?
-    var engine: BatchEngine? { lock.lock(); defer { lock.unlock() }; return _engine }
-    func set(_ e: BatchEngine) { lock.lock(); _engine = e; lock.unlock() }
+    private var _encoder: SentenceEncoder?
+    private var _ready = false
+    var engine: BatchEngine? { lock.lock(); defer { lock.unlock() }; return _ready ? _engine : nil }
+    var encoder: SentenceEncoder? { lock.lock(); defer { lock.unlock() }; return _ready ? _encoder : nil }
+    var ready: Bool { lock.lock(); defer { lock.unlock() }; return _ready }
+    func set(_ e: BatchEngine, encoder: SentenceEncoder?) { lock.lock(); _engine = e; _encoder = encoder; _ready = true; lock.unlock() }
+    /// Embeddings run one request at a time on their own thread (the encoder allocates per batch).
+    let encoderQueue = DispatchQueue(label: "strata.serve.embeddings")
 }
 
 /// The OpenAI-compatible server: Hummingbird for HTTP, the continuous batcher for every request,
@@ -87,7 +97,7 @@ struct ModelLoader: Service {
     func run() async throws {
         let options = options
         let started = Date()
-        let engine: BatchEngine = try await withCheckedThrowingContinuation { c in
+        let (engine, encoder): (BatchEngine, SentenceEncoder?) = try await withCheckedThrowingContinuation { c in
             Thread.detachNewThread {
                 do {
                     let model = try Model(path: options.modelPath, weights: options.weights)
@@ -95,8 +105,11 @@ struct ModelLoader: Service {
                     ctx.slots = options.parallel
                     ctx.contextLength = min(ctx.contextLength ?? 4096, model.config.contextLength)
                     ctx.maxBatchTokens = max(ctx.maxBatchTokens, options.parallel)
-                    c.resume(returning: try BatchEngine(model: model, options: ctx, chatTemplate: options.chatTemplate,
-                                                        maxQueued: options.queue))
+                    let engine = try BatchEngine(model: model, options: ctx, chatTemplate: options.chatTemplate, maxQueued: options.queue)
+                    let encoder = try options.embeddingModel.map {
+                        try SentenceEncoder(folder: try ModelStore.resolve($0), backend: ctx.backend)
+                    }
+                    c.resume(returning: (engine, encoder))
                 } catch {
                     c.resume(throwing: error)
                 }
@@ -111,7 +124,7 @@ struct ModelLoader: Service {
                 if step.prefillRows > 0 { metrics.promptComputedTokens.increment(by: step.prefillRows) }
             }
         }
-        state.set(engine)
+        state.set(engine, encoder: encoder)
         let c = engine.engine.context
         logger.notice("model \(options.modelID) ready in \(String(format: "%.2f", Date().timeIntervalSince(started))) s: \(options.parallel) slots × \(c.contextLength) positions, queue \(options.queue), backend \(c.backend), KV cache \(formatBytes(c.kvCacheBytes)) (\(c.cacheType))")
         try? await gracefulShutdown()
@@ -168,6 +181,8 @@ extension APIError {
     }
 }
 
-func jsonResponse(_ text: String, status: Int = 200) -> Response {
-    Response(status: .init(code: status), headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: text)))
+func jsonResponse(_ text: String, status: Int = 200, retryAfter: Bool = false) -> Response {
+    var h: HTTPFields = [.contentType: "application/json"]
+    if retryAfter { h[.retryAfter] = "1" }
+    return Response(status: .init(code: status), headers: h, body: .init(byteBuffer: ByteBuffer(string: text)))
 }

@@ -2,18 +2,18 @@ import ArgumentParser
 import Foundation
 import Strata
 
-/// The encoder's folder: --model (a sentence-transformers folder), else $STRATA_HOME/models/all-minilm-l6-v2.
+/// The encoder: --model (a sentence-transformers folder or a known name), else all-MiniLM-L6-v2,
+/// fetched on first use.
 struct EncoderOptions: ParsableArguments {
-    @Option(name: .long, help: "A sentence-transformers folder (default: all-MiniLM-L6-v2 under $STRATA_HOME/models; `make minilm` fetches it).")
+    @Option(name: .long, help: "A sentence-transformers folder or a model name (default: all-minilm-l6-v2, fetched on first use).")
     var model: String?
     @Option(help: "Kernels: simd, blas or naive.")
     var backend: Backend = .simd
 
     func load() throws -> SentenceEncoder {
-        let home = ProcessInfo.processInfo.environment["STRATA_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? (NSHomeDirectory() + "/.cache/strata")
-        let folder = model ?? home + "/models/all-minilm-l6-v2"
+        let folder = try ModelStore.resolve(model ?? "all-minilm-l6-v2") { printErr("model: " + $0) }
         guard FileManager.default.fileExists(atPath: folder + "/model.safetensors") else {
-            throw ValidationError("no sentence-transformers model at '\(folder)' (model.safetensors missing); run `make minilm` or pass --model DIR")
+            throw ValidationError("no sentence-transformers model at '\(folder)' (model.safetensors missing); pass --model DIR or a name from `strata models`")
         }
         return try SentenceEncoder(folder: folder, backend: backend)
     }

@@ -20,6 +20,8 @@ struct ServeCommand: AsyncParsableCommand {
     var model: String?
     @Option(help: "The model id that /v1/models lists (default: the file name without .gguf).")
     var alias: String?
+    @Option(name: .customLong("embedding-model"), help: "A sentence encoder for /v1/embeddings: a sentence-transformers folder or a name (all-minilm-l6-v2; fetched on first use).")
+    var embeddingModel: String?
     @Option(help: "Address to listen on.")
     var host = "127.0.0.1"
     @Option(help: "Port (0: any free port; the one taken is logged).")
@@ -71,6 +73,10 @@ struct ServeCommand: AsyncParsableCommand {
         let path = try Model.resolvePath(model)
         var options = ServerOptions(modelPath: path)
         if let alias { options.modelID = alias }
+        if let e = embeddingModel {
+            options.embeddingModel = try ModelStore.resolve(e) { printErr("model: " + $0) }
+            options.embeddingModelID = KnownModel.named(e)?.name ?? URL(fileURLWithPath: e).lastPathComponent
+        }
         options.host = host
         options.port = port
         options.parallel = parallel

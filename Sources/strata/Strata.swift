@@ -9,7 +9,8 @@ struct StrataCommand: ParsableCommand {
         abstract: "Run transformer language models on CPU: generate, inspect, tokenize, benchmark, profile.",
         subcommands: [GenerateCommand.self, ChatCommand.self, NextCommand.self, TokenizeCommand.self,
                       DetokenizeCommand.self, InfoCommand.self, BatchCommand.self, BenchCommand.self, ProfileCommand.self,
-                      AttentionCommand.self, EmbedCommand.self, SimilarityCommand.self, ServeCommand.self]
+                      AttentionCommand.self, EmbedCommand.self, SimilarityCommand.self, ServeCommand.self,
+                      PullCommand.self, ModelsCommand.self]
     )
 
     /// Usage errors (unknown flag, bad value) exit with 2, before any model is loaded; runtime

@@ -117,7 +117,7 @@ enum CLI {
 
     @Test func runtimeErrorsAreClear() throws {
         let missing = try CLI.run(["generate", "--model", "/nonexistent.gguf", "x"])
-        #expect(missing.status == 1 && missing.stderr.contains("make model"))
+        #expect(missing.status == 1 && missing.stderr.contains("no model at '/nonexistent.gguf'") && missing.stderr.contains("strata models"))
         let junk = try TempFiles.write(Array("not a model at all".utf8), name: "junk.gguf")
         let bad = try CLI.run(["generate", "--model", junk, "x"])
         #expect(bad.status == 1 && bad.stderr.contains("not a GGUF file"), "\(bad.stderr)")

@@ -90,7 +90,7 @@ class Server:
 
 @pytest.fixture(scope="session")
 def server():
-    s = Server("--parallel", "4", "--queue", "16", "--ctx", "1024")
+    s = Server("--parallel", "4", "--queue", "16", "--ctx", "1024", "--embedding-model", "all-minilm-l6-v2")
     yield s
     assert s.stop() == 0, "".join(s.log[-20:])
 

@@ -1,5 +1,7 @@
 """`strata serve` through the official `openai` Python client, over real loopback sockets."""
+import base64
 import json
+import struct
 import signal
 import socket
 import threading
@@ -9,7 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 import openai
 import pytest
 
-from conftest import Server, finish_reason, generate
+import subprocess
+
+from conftest import BINARY, Server, finish_reason, generate
 
 QUESTIONS = [
     "What is the capital of France?", "Name three primary colors.", "What is 7 times 8?",
@@ -29,7 +33,7 @@ def model_id(server):
 
 def test_lists_the_model(server):
     models = client(server).models.list().data
-    assert [m.id for m in models] == ["SmolLM2-135M-Instruct.Q4_1"]
+    assert [m.id for m in models] == ["SmolLM2-135M-Instruct.Q4_1", "all-minilm-l6-v2"]
     assert models[0].object == "model"
 
 
@@ -279,3 +283,26 @@ def test_logit_bias_bans_a_token(server):
     banned = c.chat.completions.create(model="m", messages=question, temperature=0, max_tokens=6, logprobs=True,
                                        logit_bias={str(ids[0]): -100})
     assert banned.choices[0].logprobs.content[0].token != first
+
+
+def test_embeddings_equal_strata_embed(server):
+    texts = ["The cat sits on the mat.", "A kitten rests on a rug.", "Stock markets fell sharply today."]
+    out = subprocess.run([BINARY, "embed", "--model", "all-minilm-l6-v2", *texts], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    ref = [json.loads(line)["embedding"] for line in out.stdout.splitlines()]
+    c = client(server)
+    for fmt in ("float", "base64"):
+        r = c.embeddings.create(model="all-minilm-l6-v2", input=texts, encoding_format=fmt)
+        assert [d.index for d in r.data] == [0, 1, 2]
+        for got, want in zip(r.data, ref):
+            vector = got.embedding if fmt == "float" else struct.unpack("<384f", base64.b64decode(got.embedding))
+            assert len(vector) == 384
+            assert max(abs(a - b) for a, b in zip(vector, want)) < 1e-6
+        assert r.usage.prompt_tokens == sum(len(json.loads(line)["ids"]) for line in out.stdout.splitlines())
+    # Without encoding_format the client asks for base64 itself and decodes it.
+    default = c.embeddings.create(model="all-minilm-l6-v2", input=texts[0])
+    assert max(abs(a - b) for a, b in zip(default.data[0].embedding, ref[0])) < 1e-6
+    status, body, _ = server.post("/v1/embeddings", {"input": [], "model": "m"})
+    assert status == 400 and json.loads(body)["error"]["param"] == "input"
+    status, body, _ = server.post("/v1/embeddings", {"input": "x", "dimensions": 7})
+    assert status == 400 and json.loads(body)["error"]["param"] == "dimensions"

