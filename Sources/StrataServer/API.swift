@@ -13,6 +13,7 @@ final class API: Sendable {
     let metrics: ServerMetrics
     let logger: Logger
     private let counter = IDCounter()
+    private let embeddingsWaiting = Gate()
     private let created = Int(Date().timeIntervalSince1970)
 
     init(options: ServerOptions, state: ServerState, metrics: ServerMetrics, logger: Logger) {
@@ -71,13 +72,11 @@ final class API: Sendable {
 
     func embeddings(_ request: Request) async throws -> Response {
         var request = request
-        let data = try await body(&request)
-        _ = try ready()
+        let (_, r) = try await parse(&request, as: EmbeddingRequest.self)
         guard let encoder = state.encoder else {
             throw APIError.invalid("no embedding model is loaded: start the server with --embedding-model NAME|DIR (e.g. all-minilm-l6-v2)",
                                    param: "model", code: "model_not_found")
         }
-        let r = try decodeBody(EmbeddingRequest.self, from: data)
         let format = r.encoding_format ?? "float"
         guard format == "float" || format == "base64" else {
             throw APIError.invalid("encoding_format must be 'float' or 'base64', got '\(format)'", param: "encoding_format")
@@ -85,44 +84,39 @@ final class API: Sendable {
         if let d = r.dimensions, d != encoder.config.hidden {
             throw APIError.invalid("this model's embeddings have \(encoder.config.hidden) dimensions; it cannot give \(d)", param: "dimensions")
         }
-        let ids: [[Int32]]
-        switch r.input {
-        case let .texts(texts): ids = texts.map(encoder.encode)
-        case let .ids(given):
+        let count = switch r.input { case let .texts(t): t.count; case let .ids(i): i.count }
+        guard count >= 1, count <= Self.maxEmbeddingInputs else {
+            throw APIError.invalid("'input' must hold 1 to \(Self.maxEmbeddingInputs) items, got \(count)", param: "input")
+        }
+        if case let .ids(given) = r.input {
             for seq in given {
                 guard !seq.isEmpty, seq.count <= encoder.config.maxSeqLength else {
                     throw APIError.invalid("each token array must hold 1 to \(encoder.config.maxSeqLength) ids", param: "input")
                 }
-                if let bad = seq.first(where: { $0 < 0 || Int($0) >= encoder.config.vocabSize }) {
-                    throw APIError.invalid("token id \(bad) is outside the vocabulary (0..<\(encoder.config.vocabSize))", param: "input")
-                }
+                try checkIds(seq, vocabularySize: encoder.config.vocabSize, param: "input")
             }
-            ids = given
         }
-        guard !ids.isEmpty, ids.count <= Self.maxEmbeddingInputs else {
-            throw APIError.invalid("'input' must hold 1 to \(Self.maxEmbeddingInputs) items, got \(ids.count)", param: "input")
+        // Embeddings run one request at a time; at most --queue more may wait.
+        guard embeddingsWaiting.enter(limit: options.queue + 1) else {
+            metrics.rejected.increment()
+            throw APIError.busy("the server is busy with other embedding requests; try again shortly")
         }
-        let vectors: [[Float]] = try await withCheckedThrowingContinuation { c in
-            state.encoderQueue.async {
-                do {
-                    var out: [[Float]] = []
-                    out.reserveCapacity(ids.count)
-                    var i = 0
-                    while i < ids.count {
-                        out += try encoder.embed(ids: Array(ids[i ..< min(i + 32, ids.count)]))
-                        i += 32
-                    }
-                    c.resume(returning: out)
-                } catch {
-                    c.resume(throwing: error)
-                }
+        defer { embeddingsWaiting.leave() }
+        let (vectors, tokens): ([[Float]], Int) = try await offload(on: state.encoderQueue) {
+            let ids: [[Int32]] = switch r.input { case let .texts(texts): texts.map(encoder.encode); case let .ids(given): given }
+            var out: [[Float]] = []
+            out.reserveCapacity(ids.count)
+            var i = 0
+            while i < ids.count {
+                out += try encoder.embed(ids: Array(ids[i ..< min(i + 32, ids.count)]))
+                i += 32
             }
+            return (out, ids.reduce(0) { $0 + $1.count })
         }
         let items: [[String: Any]] = vectors.enumerated().map { i, v in
             let embedding: Any = format == "base64" ? v.withUnsafeBytes { Data($0).base64EncodedString() } : v.map(Double.init)
             return ["object": "embedding", "index": i, "embedding": embedding]
         }
-        let tokens = ids.reduce(0) { $0 + $1.count }
         return jsonResponse(JSON.string(["object": "list", "data": items, "model": embeddingModelID,
                                          "usage": ["prompt_tokens": tokens, "total_tokens": tokens]]))
     }
@@ -136,26 +130,24 @@ final class API: Sendable {
 
     func tokenize(_ request: Request) async throws -> Response {
         var request = request
-        let data = try await body(&request)
-        let tokenizer = try ready().engine.tokenizer
-        let r = try decodeBody(TokenizeRequest.self, from: data)
-        let ids = tokenizer.encode(r.content, special: true, addSpecial: r.add_special ?? false)
-        if r.with_pieces ?? false {
-            return jsonResponse(JSON.string(["tokens": ids.map { ["id": Int($0), "piece": tokenizer.piece($0)] }]))
+        let (engine, r) = try await parse(&request, as: TokenizeRequest.self)
+        let tokenizer = engine.engine.tokenizer
+        let text = try await offload {
+            let ids = tokenizer.encode(r.content, special: true, addSpecial: r.add_special ?? false)
+            if r.with_pieces ?? false {
+                return JSON.string(["tokens": ids.map { ["id": Int($0), "piece": tokenizer.piece($0)] }])
+            }
+            return JSON.string(["tokens": ids.map(Int.init)])
         }
-        return jsonResponse(JSON.string(["tokens": ids.map(Int.init)]))
+        return jsonResponse(text)
     }
 
     func detokenize(_ request: Request) async throws -> Response {
         var request = request
-        let data = try await body(&request)
-        let engine = try ready()
-        let r = try decodeBody(DetokenizeRequest.self, from: data)
-        let vocab = engine.engine.model.config.vocabSize
-        if let bad = r.tokens.first(where: { $0 < 0 || Int($0) >= vocab }) {
-            throw APIError.invalid("token id \(bad) is outside the vocabulary (0..<\(vocab))", param: "tokens")
-        }
-        return jsonResponse(JSON.string(["content": engine.engine.tokenizer.decode(r.tokens)]))
+        let (engine, r) = try await parse(&request, as: DetokenizeRequest.self)
+        try checkIds(r.tokens, vocabularySize: engine.engine.model.config.vocabSize, param: "tokens")
+        let tokenizer = engine.engine.tokenizer
+        return jsonResponse(try await offload { JSON.string(["content": tokenizer.decode(r.tokens)]) })
     }
 
     // MARK: - Completions
@@ -164,41 +156,35 @@ final class API: Sendable {
 
     func chat(_ request: Request, logger: Logger) async throws -> Response {
         var request = request
-        let data = try await body(&request)
-        let engine = try ready()
-        let r = try decodeBody(ChatRequest.self, from: data)
+        let (engine, r) = try await parse(&request, as: ChatRequest.self)
         guard !r.messages.isEmpty else { throw APIError.invalid("'messages' is empty", param: "messages") }
-        let ids: [Int32]
-        do {
-            ids = try engine.engine.encode(.messages(r.messages.map { ChatMessage(role: $0.role, content: $0.content) }))
-        } catch {
-            throw APIError.invalid("\(error)", param: "messages")
+        let messages = r.messages.map { ChatMessage(role: $0.role, content: $0.content) }
+        let ids: [Int32] = try await offload {
+            do { return try engine.engine.encode(.messages(messages)) } catch { throw APIError.invalid("\(error)", param: "messages") }
         }
+        // OpenAI: top_logprobs (0-20) needs logprobs: true.
+        let wants = r.logprobs ?? false
         let top = r.top_logprobs ?? 0
         guard top >= 0 && top <= 20 else { throw APIError.invalid("top_logprobs must be between 0 and 20, got \(top)", param: "top_logprobs") }
-        let wants = (r.logprobs ?? false) || r.top_logprobs != nil
+        if top > 0 && !wants { throw APIError.invalid("top_logprobs needs logprobs: true", param: "top_logprobs") }
         return try await complete(.chat, engine: engine, ids: ids, fields: r.fields, logprobs: wants, top: top, echo: nil, request: request, logger: logger)
     }
 
     func completions(_ request: Request, logger: Logger) async throws -> Response {
         var request = request
-        let data = try await body(&request)
-        let engine = try ready()
-        let r = try decodeBody(CompletionRequest.self, from: data)
+        let (engine, r) = try await parse(&request, as: CompletionRequest.self)
         let ids: [Int32]
         var echo: String?
         switch r.prompt {
         case let .text(s):
-            ids = try engine.engine.encode(.text(s))
+            ids = try await offload { engine.engine.tokenizer.encode(s, special: true, addSpecial: true) }
             if r.echo ?? false { echo = s }
         case let .ids(given):
-            let vocab = engine.engine.model.config.vocabSize
-            if let bad = given.first(where: { $0 < 0 || Int($0) >= vocab }) {
-                throw APIError.invalid("token id \(bad) is outside the vocabulary (0..<\(vocab))", param: "prompt")
-            }
+            try checkIds(given, vocabularySize: engine.engine.model.config.vocabSize, param: "prompt")
             ids = given
-            if r.echo ?? false { echo = engine.engine.tokenizer.decode(given) }
+            if r.echo ?? false { echo = try await offload { engine.engine.tokenizer.decode(given) } }
         }
+        // Completions: logprobs is how many alternatives (0-20) to report per token.
         let top = r.logprobs ?? 0
         guard top >= 0 && top <= 20 else { throw APIError.invalid("logprobs must be between 0 and 20, got \(top)", param: "logprobs") }
         return try await complete(.text, engine: engine, ids: ids, fields: r.fields, logprobs: r.logprobs != nil, top: top, echo: echo, request: request, logger: logger)
@@ -231,26 +217,29 @@ final class API: Sendable {
             if let s = p.sampling.seed { p.sampling.seed = s &+ UInt64(i) }
             return p
         }
-        let streams: [AsyncThrowingStream<BatchEvent, Error>]
+        let sequences: [(id: String, events: AsyncThrowingStream<BatchEvent, Error>)]
         do {
-            streams = try engine.enqueue(ids, parameters: perChoice)
+            sequences = try engine.enqueue(ids, parameters: perChoice)
         } catch let e as BatchEngineError {
             metrics.rejected.increment()
-            var err = APIError(status: 503, message: e.description, type: "server_busy", param: nil, code: "server_busy")
-            err.headers = [("Retry-After", "1")]
-            throw err
+            throw APIError.busy(e.description)
         }
         let id = (kind == .chat ? "chatcmpl-" : "cmpl-") + String(counter.next())
+        logger.info("\(id): \(ids.count) prompt tokens, sequences \(sequences.map(\.id).joined(separator: ","))")
+        let streams = sequences.map(\.events)
         let header = Header(id: id, object: kind == .chat ? "chat.completion" : "text_completion", created: Int(Date().timeIntervalSince1970),
                             model: options.modelID)
-        let merged = merge(streams)
-        if fields.stream ?? false {
+        let streaming = fields.stream ?? false
+        // A streamed answer also carries a comment line every half second while no token comes (a
+        // request waiting for a slot): writing it is how a client that has gone is noticed.
+        let merged = merge(streams, heartbeat: streaming ? .milliseconds(500) : nil)
+        if streaming {
             let includeUsage = fields.stream_options?.include_usage ?? false
+            // A client that leaves makes the next write fail, which ends the merged stream and so
+            // cancels every choice.
             let body = ResponseBody { [self] writer in
-                try await request.body.consumeWithCancellationOnInboundClose { _ in
-                    try await self.stream(kind, header: header, n: n, events: merged, promptTokens: ids.count,
-                                          includeUsage: includeUsage, echo: echo, start: start, logger: logger, writer: &writer)
-                }
+                try await self.stream(kind, header: header, n: n, events: merged, promptTokens: ids.count,
+                                      includeUsage: includeUsage, echo: echo, start: start, logger: logger, writer: &writer)
                 try await writer.finish(nil)
             }
             return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: body)
@@ -260,32 +249,51 @@ final class API: Sendable {
         }
         let choices = outputs.enumerated().map { i, o in choiceJSON(kind, index: i, output: o, echo: echo) }
         let object = header.json(choices: choices, usage: usage(outputs.compactMap(\.result), promptTokens: ids.count))
-        return jsonResponse(JSON.string(object))
+        // Watching for the client's leaving consumed the connection's inbound side: it closes
+        // after this response, and says so, so that no client reuses it.
+        var response = jsonResponse(JSON.string(object))
+        response.headers[.connection] = "close"
+        return response
     }
 
-    /// The choices' events on one stream, tagged with the choice index. Ending the merged stream
-    /// (a client gone) cancels every choice.
-    private func merge(_ streams: [AsyncThrowingStream<BatchEvent, Error>]) -> AsyncThrowingStream<(Int, BatchEvent), Error> {
-        let (merged, continuation) = AsyncThrowingStream<(Int, BatchEvent), Error>.makeStream()
+    enum Merged: Sendable {
+        case event(Int, BatchEvent)
+        case heartbeat
+    }
+
+    /// The choices' events on one stream, tagged with the choice index, with a heartbeat every
+    /// `heartbeat` if asked. Ending the merged stream (a client gone) cancels every choice.
+    private func merge(_ streams: [AsyncThrowingStream<BatchEvent, Error>], heartbeat: Duration?) -> AsyncThrowingStream<Merged, Error> {
+        let (merged, continuation) = AsyncThrowingStream<Merged, Error>.makeStream()
         let all = Task {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for (i, s) in streams.enumerated() {
-                    group.addTask { for try await e in s { continuation.yield((i, e)) } }
+                    group.addTask { for try await e in s { continuation.yield(.event(i, e)) } }
                 }
                 try await group.waitForAll()
             }
         }
+        let beat = heartbeat.map { period in
+            Task {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: period)
+                    continuation.yield(.heartbeat)
+                }
+            }
+        }
         Task {
             do { try await all.value; continuation.finish() } catch { continuation.finish(throwing: error) }
+            beat?.cancel()
         }
-        continuation.onTermination = { _ in all.cancel() }
+        continuation.onTermination = { _ in all.cancel(); beat?.cancel() }
         return merged
     }
 
-    private func collect(_ events: AsyncThrowingStream<(Int, BatchEvent), Error>, n: Int, start: UInt64,
+    private func collect(_ events: AsyncThrowingStream<Merged, Error>, n: Int, start: UInt64,
                          id: String, logger: Logger) async throws -> [ChoiceOutput] {
         var outputs = Array(repeating: ChoiceOutput(), count: n)
-        for try await (i, event) in events {
+        for try await item in events {
+            guard case let .event(i, event) = item else { continue }
             switch event {
             case let .token(t):
                 if t.token >= 0 && outputs[i].firstToken == 0 { outputs[i].firstToken = DispatchTime.now().uptimeNanoseconds }
@@ -293,7 +301,7 @@ final class API: Sendable {
                 if t.token >= 0 { outputs[i].tokens.append(t) }
             case let .finished(r):
                 outputs[i].result = r
-                record(r, first: outputs[i].firstToken, start: start, id: id, logger: logger)
+                recordTimes(r, first: outputs[i].firstToken, start: start)
             }
         }
         try Task.checkCancellation()
@@ -301,42 +309,40 @@ final class API: Sendable {
         return outputs
     }
 
-    private func stream(_ kind: Kind, header: Header, n: Int, events: AsyncThrowingStream<(Int, BatchEvent), Error>,
+    private func stream(_ kind: Kind, header: Header, n: Int, events: AsyncThrowingStream<Merged, Error>,
                         promptTokens: Int, includeUsage: Bool, echo: String?, start: UInt64, logger: Logger,
                         writer: inout any ResponseBodyWriter) async throws {
-        func send(_ object: Any) async throws {
-            try await writer.write(ByteBuffer(string: "data: " + JSON.string(object) + "\n\n"))
+        /// One choice's chunk: chat's `delta` (with the role first), or completions' `text`.
+        func send(_ i: Int, text: String, role: Bool = false, logprobs: Any = NSNull(), finish: String? = nil) async throws {
+            var choice: [String: Any] = ["index": i, "logprobs": logprobs, "finish_reason": finish ?? NSNull()]
+            if kind == .chat {
+                choice["delta"] = finish != nil ? [String: Any]() : (role ? ["role": "assistant", "content": text] : ["content": text])
+            } else {
+                choice["text"] = text
+            }
+            try await writer.write(ByteBuffer(string: "data: " + JSON.string(header.chunk(choices: [choice])) + "\n\n"))
         }
         var firsts = Array(repeating: UInt64(0), count: n)
         var results: [GenerationResult] = []
         for i in 0 ..< n {
-            if kind == .chat {
-                try await send(header.chunk(choices: [["index": i, "delta": ["role": "assistant", "content": ""], "logprobs": NSNull(), "finish_reason": NSNull()]]))
-            } else if let echo {
-                try await send(header.chunk(choices: [["index": i, "text": echo, "logprobs": NSNull(), "finish_reason": NSNull()]]))
-            }
+            if kind == .chat { try await send(i, text: "", role: true) } else if let echo { try await send(i, text: echo) }
         }
         do {
-            for try await (i, event) in events {
+            for try await item in events {
+                guard case let .event(i, event) = item else {
+                    try await writer.write(ByteBuffer(string: ": waiting\n\n"))
+                    continue
+                }
                 switch event {
                 case let .token(t):
                     if t.token >= 0 && firsts[i] == 0 { firsts[i] = DispatchTime.now().uptimeNanoseconds }
                     let lp: Any = t.token >= 0 && !t.logprob.isNaN ? logprobsJSON(kind, [t]) : NSNull()
                     guard !t.text.isEmpty || !(lp is NSNull) else { continue }
-                    if kind == .chat {
-                        try await send(header.chunk(choices: [["index": i, "delta": ["content": t.text], "logprobs": lp, "finish_reason": NSNull()]]))
-                    } else {
-                        try await send(header.chunk(choices: [["index": i, "text": t.text, "logprobs": lp, "finish_reason": NSNull()]]))
-                    }
+                    try await send(i, text: t.text, logprobs: lp)
                 case let .finished(r):
                     results.append(r)
-                    record(r, first: firsts[i], start: start, id: header.id, logger: logger)
-                    let reason = finishReason(r.finishReason)
-                    if kind == .chat {
-                        try await send(header.chunk(choices: [["index": i, "delta": [String: Any](), "logprobs": NSNull(), "finish_reason": reason]]))
-                    } else {
-                        try await send(header.chunk(choices: [["index": i, "text": "", "logprobs": NSNull(), "finish_reason": reason]]))
-                    }
+                    recordTimes(r, first: firsts[i], start: start)
+                    try await send(i, text: "", finish: finishReason(r.finishReason))
                 }
             }
         } catch let e as CancellationError {
@@ -348,7 +354,8 @@ final class API: Sendable {
             return
         }
         if includeUsage {
-            try await send(header.chunk(choices: [], usage: usage(results, promptTokens: promptTokens)))
+            let chunk = header.chunk(choices: [], usage: usage(results, promptTokens: promptTokens))
+            try await writer.write(ByteBuffer(string: "data: " + JSON.string(chunk) + "\n\n"))
         }
         try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
     }
@@ -420,33 +427,42 @@ final class API: Sendable {
                 "prompt_tokens_details": ["cached_tokens": cached]]
     }
 
-    /// Metrics and the log line of one finished sequence.
-    private func record(_ r: GenerationResult, first: UInt64, start: UInt64, id: String, logger: Logger) {
+    /// Time to first token (from the request's arrival) and time per output token of a sequence
+    /// that ran to its end. (Token counts and the log line of every sequence, cancelled ones
+    /// included, come from the engine's reports: `ModelLoader`.)
+    private func recordTimes(_ r: GenerationResult, first: UInt64, start: UInt64) {
+        guard first > start else { return }
         let end = DispatchTime.now().uptimeNanoseconds
-        metrics.promptTokens.increment(by: r.promptIds.count)
-        metrics.promptCachedTokens.increment(by: r.timings.cachedPromptTokens)
-        metrics.generatedTokens.increment(by: r.ids.count)
-        if first > 0 {
-            metrics.timeToFirstToken.recordNanoseconds(Int64(first - start))
-            if r.ids.count > 1 { metrics.timePerOutputToken.recordNanoseconds(Int64((end - first) / UInt64(r.ids.count - 1))) }
-        }
-        logger.info("sequence finished", metadata: [
-            "response": "\(id)",
-            "prompt_tokens": "\(r.promptIds.count)", "cached_tokens": "\(r.timings.cachedPromptTokens)",
-            "generated_tokens": "\(r.ids.count)", "finish_reason": "\(r.finishReason.rawValue)",
-            "ttft_ms": "\(first > 0 ? String(format: "%.1f", Double(first - start) / 1e6) : "-")",
-            "total_ms": "\(String(format: "%.1f", Double(end - start) / 1e6))",
-        ])
+        metrics.timeToFirstToken.recordNanoseconds(Int64(first - start))
+        if r.ids.count > 1, end > first { metrics.timePerOutputToken.recordNanoseconds(Int64((end - first) / UInt64(r.ids.count - 1))) }
     }
 
     // MARK: - Helpers
 
-    private func ready() throws -> BatchEngine {
-        guard let engine = state.engine else {
-            var e = APIError(status: 503, message: "the model is still loading", type: "server_busy", param: nil, code: "model_loading")
-            e.headers = [("Retry-After", "1")]
-            throw e
+    /// The request's body decoded as `T`, once the model is ready (503 before). The request keeps
+    /// the collected body (what `consumeWithCancellationOnInboundClose` needs later).
+    private func parse<T: Decodable>(_ request: inout Request, as: T.Type) async throws -> (BatchEngine, T) {
+        let data = try await body(&request)
+        let engine = try ready()
+        return (engine, try decodeBody(T.self, from: data))
+    }
+
+    private func checkIds(_ ids: [Int32], vocabularySize: Int, param: String) throws {
+        if let bad = ids.first(where: { $0 < 0 || Int($0) >= vocabularySize }) {
+            throw APIError.invalid("token id \(bad) is outside the vocabulary (0..<\(vocabularySize))", param: param)
         }
+    }
+
+    /// Runs CPU work (tokenizing a long text, embeddings) on a Dispatch queue, not on the few
+    /// threads that serve every connection's async code.
+    private func offload<T: Sendable>(on queue: DispatchQueue = .global(), _ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { c in
+            queue.async { c.resume(with: Result { try body() }) }
+        }
+    }
+
+    private func ready() throws -> BatchEngine {
+        guard let engine = state.engine else { throw APIError.busy("the model is still loading", code: "model_loading") }
         return engine
     }
 
@@ -466,6 +482,19 @@ final class API: Sendable {
         APIError(status: 413, message: "the request body is larger than \(options.maxBodyBytes) bytes", type: "invalid_request_error",
                            param: nil, code: "request_too_large")
     }
+}
+
+/// Counts requests in a section and refuses entry beyond a limit.
+final class Gate: @unchecked Sendable {
+    private let lock = NSLock()
+    private var inside = 0
+    func enter(limit: Int) -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        guard inside < limit else { return false }
+        inside += 1
+        return true
+    }
+    func leave() { lock.lock(); inside -= 1; lock.unlock() }
 }
 
 /// A thread-safe counter for response ids.

@@ -17,6 +17,11 @@ struct APIError: Error, CustomStringConvertible {
         APIError(status: 400, message: message, type: "invalid_request_error", param: param, code: code)
     }
 
+    /// 503 with `Retry-After: 1`: full queue, or the model still loading.
+    static func busy(_ message: String, code: String = "server_busy") -> APIError {
+        APIError(status: 503, message: message, type: "server_busy", param: nil, code: code, headers: [("Retry-After", "1")])
+    }
+
     var description: String { "\(status) \(message)" }
 
     var json: String {
@@ -271,10 +276,16 @@ extension SamplingFields {
             g.maxTokens = contextLength
         }
         if let stop = stop?.values {
-            guard stop.count <= 16 else { throw APIError.invalid("at most 16 stop strings, got \(stop.count)", param: "stop") }
+            guard stop.count <= GenerationParameters.maxStopStrings else {
+                throw APIError.invalid("at most \(GenerationParameters.maxStopStrings) stop strings, got \(stop.count)", param: "stop")
+            }
+            guard stop.allSatisfy({ $0.utf8.count <= GenerationParameters.maxStopBytes }) else {
+                throw APIError.invalid("a stop string may be at most \(GenerationParameters.maxStopBytes) bytes", param: "stop")
+            }
             g.stop = stop.filter { !$0.isEmpty }
         }
         g.ignoreEOS = ignore_eos ?? false
+        do { try g.validate() } catch let e as SamplingError { throw APIError.invalid(e.description, param: nil) }
         return g
     }
 

@@ -97,37 +97,81 @@ struct ModelLoader: Service {
     func run() async throws {
         let options = options
         let started = Date()
-        let (engine, encoder): (BatchEngine, SentenceEncoder?) = try await withCheckedThrowingContinuation { c in
-            Thread.detachNewThread {
-                do {
-                    let model = try Model(path: options.modelPath, weights: options.weights)
-                    var ctx = options.context
-                    ctx.slots = options.parallel
-                    ctx.contextLength = min(ctx.contextLength ?? 4096, model.config.contextLength)
-                    ctx.maxBatchTokens = max(ctx.maxBatchTokens, options.parallel)
-                    let engine = try BatchEngine(model: model, options: ctx, chatTemplate: options.chatTemplate, maxQueued: options.queue)
-                    let encoder = try options.embeddingModel.map {
-                        try SentenceEncoder(folder: try ModelStore.resolve($0), backend: ctx.backend)
+        // The load runs on a thread of its own; a shutdown while it runs (cancellation after the
+        // grace period) returns at once, leaving the thread to finish unobserved.
+        let once = OnceContinuation<(BatchEngine, SentenceEncoder?)?>()
+        let loaded: (BatchEngine, SentenceEncoder?)? = try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { c in
+                once.set(c)
+                Thread.detachNewThread {
+                    do {
+                        let model = try Model(path: options.modelPath, weights: options.weights)
+                        var ctx = options.context
+                        ctx.slots = options.parallel
+                        ctx.contextLength = min(ctx.contextLength ?? 4096, model.config.contextLength)
+                        ctx.maxBatchTokens = max(ctx.maxBatchTokens, options.parallel)
+                        let engine = try BatchEngine(model: model, options: ctx, chatTemplate: options.chatTemplate, maxQueued: options.queue)
+                        let encoder = try options.embeddingModel.map { try SentenceEncoder(folder: try ModelStore.resolve($0), backend: ctx.backend) }
+                        once.resume(.success((engine, encoder)))
+                    } catch {
+                        once.resume(.failure(error))
                     }
-                    c.resume(returning: (engine, encoder))
-                } catch {
-                    c.resume(throwing: error)
                 }
             }
+        } onCancel: {
+            once.resume(.success(nil))
         }
-        let metrics = metrics
+        guard let (engine, encoder) = loaded else { return }
+        let metrics = metrics, logger = logger
         engine.observe { status in
             metrics.processing.record(status.running)
             metrics.queued.record(status.queued)
             if let step = status.step {
+                metrics.steps.increment()
                 metrics.kvCacheUsage.record(Double(step.cachedPositions) / Double(max(step.capacity, 1)))
                 if step.prefillRows > 0 { metrics.promptComputedTokens.increment(by: step.prefillRows) }
+            }
+            if let (id, r) = status.finished {
+                metrics.promptTokens.increment(by: r.promptIds.count)
+                metrics.promptCachedTokens.increment(by: r.timings.cachedPromptTokens)
+                metrics.generatedTokens.increment(by: r.ids.count)
+                logger.info("\(id) finished", metadata: [
+                    "prompt_tokens": "\(r.promptIds.count)", "cached_tokens": "\(r.timings.cachedPromptTokens)",
+                    "generated_tokens": "\(r.ids.count)", "finish_reason": "\(r.finishReason.rawValue)",
+                    "ttft_ms": "\(String(format: "%.1f", r.timings.timeToFirstToken * 1000))",
+                    "tokens_per_second": "\(String(format: "%.1f", r.timings.generationTokensPerSecond))",
+                ])
             }
         }
         state.set(engine, encoder: encoder)
         let c = engine.engine.context
-        logger.notice("model \(options.modelID) ready in \(String(format: "%.2f", Date().timeIntervalSince(started))) s: \(options.parallel) slots × \(c.contextLength) positions, queue \(options.queue), backend \(c.backend), KV cache \(formatBytes(c.kvCacheBytes)) (\(c.cacheType))")
+        logger.notice("model \(options.modelID) ready in \(String(format: "%.2f", Date().timeIntervalSince(started))) s: \(options.parallel) slots × \(c.contextLength) positions, queue \(options.queue), backend \(c.backend), \(c.threads) threads, KV cache \(formatBytes(c.kvCacheBytes)) (\(c.cacheType))")
         try? await gracefulShutdown()
+    }
+}
+
+/// A continuation resumed by whichever comes first (the load, or a cancellation); later calls do nothing.
+final class OnceContinuation<T: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var continuation: CheckedContinuation<T, Error>?
+    private var early: Result<T, Error>?
+    private var done = false
+
+    func set(_ c: CheckedContinuation<T, Error>) {
+        lock.lock()
+        if let early { lock.unlock(); c.resume(with: early); return }
+        continuation = c
+        lock.unlock()
+    }
+
+    func resume(_ result: Result<T, Error>) {
+        lock.lock()
+        guard !done else { lock.unlock(); return }
+        done = true
+        guard let c = continuation else { early = result; lock.unlock(); return }
+        continuation = nil
+        lock.unlock()
+        c.resume(with: result)
     }
 }
 
@@ -142,9 +186,13 @@ struct APIMiddleware: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let start = DispatchTime.now().uptimeNanoseconds
         let path = request.uri.path
-        let isAPI = path.hasPrefix("/v1/")
+        // The router ignores empty path components ("//v1//models" reaches /v1/models), so the
+        // key is checked on the same reading of the path.
+        let first = path.split(separator: "/").first ?? ""
+        let isAPI = first == "v1"
+        let needsKey = !["", "health", "metrics"].contains(first)
         var response: Response
-        if isAPI, let key = apiKey, request.headers[.authorization] != "Bearer \(key)" {
+        if needsKey, let key = apiKey, request.headers[.authorization] != "Bearer \(key)" {
             response = APIError(status: 401, message: "invalid or missing API key: send 'Authorization: Bearer KEY'",
                                 type: "invalid_request_error", param: nil, code: "invalid_api_key").response
         } else {
@@ -158,6 +206,9 @@ struct APIMiddleware: RouterMiddleware {
                 let message = code == 413 ? "the request body is too large" : (e.body ?? e.status.reasonPhrase)
                 response = APIError(status: code, message: message, type: type, param: nil, code: nil).response
             } catch is CancellationError {
+                // The client went away before its answer (nginx's 499: client closed request).
+                if isAPI { metrics.request(status: 499) }
+                context.logger.info("\(request.method) \(path): the client closed the connection")
                 throw CancellationError()
             } catch {
                 logger.error("internal error on \(path): \(error)")

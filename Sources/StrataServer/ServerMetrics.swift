@@ -20,6 +20,8 @@ final class ServerMetrics: Sendable {
     /// Prompt tokens actually run through the model (counted by the batch runner's steps).
     let promptComputedTokens: CoreMetrics.Counter
     let generatedTokens: CoreMetrics.Counter
+    /// Forward steps of the continuous batch (with the generated tokens: how many shared a step).
+    let steps: CoreMetrics.Counter
     let timeToFirstToken: CoreMetrics.Timer
     let timePerOutputToken: CoreMetrics.Timer
 
@@ -38,6 +40,7 @@ final class ServerMetrics: Sendable {
         promptCachedTokens = CoreMetrics.Counter(label: "strata_prompt_cached_tokens_total", factory: f)
         promptComputedTokens = CoreMetrics.Counter(label: "strata_prompt_computed_tokens_total", factory: f)
         generatedTokens = CoreMetrics.Counter(label: "strata_generated_tokens_total", factory: f)
+        steps = CoreMetrics.Counter(label: "strata_batch_steps_total", factory: f)
         timeToFirstToken = CoreMetrics.Timer(label: "strata_time_to_first_token_seconds", factory: f)
         timePerOutputToken = CoreMetrics.Timer(label: "strata_time_per_output_token_seconds", factory: f)
         processing.record(0)

@@ -15,6 +15,8 @@ public struct BatchEngineStatus: Sendable {
     public var queued: Int
     /// The step just run (nil when the report is for a request coming or going).
     public var step: BatchStep?
+    /// The sequence that just ended and its result (cancelled ones included), with its id.
+    public var finished: (id: String, result: GenerationResult)?
 }
 
 public enum BatchEngineError: Error, Equatable, CustomStringConvertible {
@@ -57,6 +59,8 @@ public final class BatchEngine: @unchecked Sendable {
     private var peak = 0
     private var counter = 0
     private var observer: (@Sendable (BatchEngineStatus) -> Void)?
+    /// Held while a report is taken and delivered, so reports arrive in the order they were taken.
+    private let reportLock = NSLock()
     private let runner: BatchRunner
 
     /// `options.slots` is how many sequences decode together.
@@ -67,7 +71,8 @@ public final class BatchEngine: @unchecked Sendable {
     }
 
     /// Called (on the engine's worker thread, or the submitting one) with the engine's load after
-    /// each step and each request admitted, queued, finished or refused.
+    /// each step and each request admitted, queued, finished or refused, one call at a time and in
+    /// order. It must not call back into the engine.
     public func observe(_ f: @escaping @Sendable (BatchEngineStatus) -> Void) {
         lock.lock(); observer = f; lock.unlock()
     }
@@ -79,7 +84,7 @@ public final class BatchEngine: @unchecked Sendable {
             let ids: [Int32]
             do { ids = try engine.encode(prompt) } catch { continuation.finish(throwing: error); return }
             let flag = CancellationFlag()
-            continuation.onTermination = { _ in flag.set() }
+            continuation.onTermination = { [weak self] _ in flag.set(); self?.dropCancelled() }
             let sink = Sink(yield: { if case let .token(t) = $0 { continuation.yield(t) } },
                             finish: { continuation.finish(throwing: $0) }, flag: flag)
             do { try add([sink], ids: ids, parameters: [parameters]) } catch { continuation.finish(throwing: error) }
@@ -88,33 +93,49 @@ public final class BatchEngine: @unchecked Sendable {
 
     /// Queues one sequence per element of `parameters` (an OpenAI request's `n` choices), all on
     /// the same prompt, or none: when they do not fit in the free slots and the wait queue,
-    /// throws `BatchEngineError.overloaded` at once. Each stream ends with `.finished`.
-    public func enqueue(_ promptIds: [Int32], parameters: [GenerationParameters]) throws -> [AsyncThrowingStream<BatchEvent, Error>] {
+    /// throws `BatchEngineError.overloaded` at once. Each stream ends with `.finished`; ending a
+    /// stream early (its consumer cancelled) ends its sequence before the next step, or takes it
+    /// out of the queue at once. Returns each sequence's id (as in `BatchEngineStatus.finished`)
+    /// and stream.
+    public func enqueue(_ promptIds: [Int32], parameters: [GenerationParameters]) throws
+        -> [(id: String, events: AsyncThrowingStream<BatchEvent, Error>)] {
         var sinks: [Sink] = []
         let streams = parameters.map { _ in
             AsyncThrowingStream<BatchEvent, Error> { continuation in
                 let flag = CancellationFlag()
-                continuation.onTermination = { _ in flag.set() }
+                continuation.onTermination = { [weak self] _ in flag.set(); self?.dropCancelled() }
                 sinks.append(Sink(yield: { continuation.yield($0) }, finish: { continuation.finish(throwing: $0) }, flag: flag))
             }
         }
-        try add(sinks, ids: promptIds, parameters: parameters)
-        return streams
+        let ids = try add(sinks, ids: promptIds, parameters: parameters)
+        return Array(zip(ids, streams))
     }
 
-    private func add(_ newSinks: [Sink], ids: [Int32], parameters: [GenerationParameters]) throws {
+    /// Takes requests whose consumers have gone out of the wait queue.
+    private func dropCancelled() {
+        lock.lock()
+        let gone = queue.filter { $0.sink.flag.isSet }
+        if !gone.isEmpty { queue.removeAll { $0.sink.flag.isSet } }
+        lock.unlock()
+        guard !gone.isEmpty else { return }
+        for p in gone { p.sink.finish(nil) }
+        report(step: nil)
+    }
+
+    @discardableResult
+    private func add(_ newSinks: [Sink], ids: [Int32], parameters: [GenerationParameters]) throws -> [String] {
         lock.lock()
         // Sequences that would be left waiting once every slot is busy.
         let waiting = sinks.count + queue.count + newSinks.count - engine.context.slots
         if waiting > maxQueued {
-            let status = BatchEngineStatus(running: sinks.count, queued: queue.count, step: nil)
-            let o = observer
+            let (r, q) = (sinks.count, queue.count)
             lock.unlock()
-            o?(status)
-            throw BatchEngineError.overloaded(running: status.running, queued: status.queued)
+            throw BatchEngineError.overloaded(running: r, queued: q)
         }
+        var requestIds: [String] = []
         for (sink, p) in zip(newSinks, parameters) {
             counter += 1
+            requestIds.append("req-\(counter)")
             queue.append(Pending(request: BatchRequest(id: "req-\(counter)", promptIds: ids, parameters: p), sink: sink))
         }
         let start = !running
@@ -122,6 +143,7 @@ public final class BatchEngine: @unchecked Sendable {
         lock.unlock()
         report(step: nil)
         if start { Thread.detachNewThread { [self] in work() } }
+        return requestIds
     }
 
     /// Requests decoding now, and requests waiting for a slot.
@@ -130,9 +152,11 @@ public final class BatchEngine: @unchecked Sendable {
     /// The most sequences that have run in one step so far.
     public var peakConcurrentSequences: Int { lock.lock(); defer { lock.unlock() }; return peak }
 
-    private func report(step: BatchStep?) {
+    private func report(step: BatchStep?, finished: (String, GenerationResult)? = nil) {
+        reportLock.lock()
+        defer { reportLock.unlock() }
         lock.lock()
-        let status = BatchEngineStatus(running: sinks.count, queued: queue.count, step: step)
+        let status = BatchEngineStatus(running: sinks.count, queued: queue.count, step: step, finished: finished)
         let o = observer
         lock.unlock()
         o?(status)
@@ -171,10 +195,13 @@ public final class BatchEngine: @unchecked Sendable {
                         let s = sinks.removeValue(forKey: id)
                         lock.unlock()
                         switch outcome {
-                        case let .success(result): s?.yield(.finished(result)); s?.finish(nil)
-                        case let .failure(e): s?.finish(e)
+                        case let .success(result):
+                            s?.yield(.finished(result)); s?.finish(nil)
+                            report(step: nil, finished: (id, result))
+                        case let .failure(e):
+                            s?.finish(e)
+                            report(step: nil)
                         }
-                        report(step: nil)
                     }, shouldStop: { false }, isCancelled: { [self] id in sink(id)?.flag.isSet ?? true },
                        onStep: { [self] step in
                         lock.lock(); peak = max(peak, step.sequences); lock.unlock()

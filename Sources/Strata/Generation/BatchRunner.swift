@@ -101,7 +101,8 @@ public final class BatchRunner {
     /// token as it is chosen; `onFinish` each request's outcome (an error for a request that cannot
     /// run, such as a prompt longer than the context: the others go on). `shouldStop` is polled
     /// once per step; when it returns true, running sequences finish as `cancelled`. `isCancelled`
-    /// is asked per sequence after each of its tokens: true ends that one as `cancelled`.
+    /// is asked for every running sequence before each step, prefilling ones included: true ends
+    /// that one as `cancelled` and frees its slot for the step.
     public func run(next: () -> BatchRequest?,
                     onToken: ((String, TokenEvent) -> Void)? = nil,
                     onFinish: (String, Result<GenerationResult, Error>) -> Void,
@@ -158,6 +159,16 @@ public final class BatchRunner {
                 running.removeAll()
                 break
             }
+            // Sequences whose consumer has gone end before the step (prefilling ones too).
+            if running.contains(where: { isCancelled($0.id) }) {
+                running.removeAll { s in
+                    guard isCancelled(s.id) else { return false }
+                    finish(s, .cancelled)
+                    return true
+                }
+                admit()
+                continue
+            }
             // 1. One decode row per running sequence.
             batch.removeAll()
             rowOf.removeAll(keepingCapacity: true)
@@ -193,8 +204,7 @@ public final class BatchRunner {
             for (s, row) in rowOf {
                 let (event, ended) = context.withLogits(row: row) { s.state.next($0) }
                 onToken?(s.id, event)
-                if let reason = ended ?? (context.lengths[s.slot] >= context.contextLength ? .length : nil)
-                    ?? (isCancelled(s.id) ? .cancelled : nil) {
+                if let reason = ended ?? (context.lengths[s.slot] >= context.contextLength ? .length : nil) {
                     finish(s, reason)
                     finished.append(ObjectIdentifier(s))
                 }

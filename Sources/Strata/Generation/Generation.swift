@@ -14,9 +14,19 @@ public struct GenerationParameters: Sendable, Equatable {
 
     public init() {}
 
+    public static let maxStopStrings = 16
+    public static let maxStopBytes = 1024
+
     public func validate() throws {
         guard maxTokens >= 1 else { throw SamplingError.invalidParameter("max-tokens must be ≥ 1, got \(maxTokens)") }
         guard topLogprobs >= 0 else { throw SamplingError.invalidParameter("logprobs must be ≥ 0, got \(topLogprobs)") }
+        // Stop strings are matched against held-back text on the decoding thread: keep them bounded.
+        guard stop.count <= Self.maxStopStrings else {
+            throw SamplingError.invalidParameter("at most \(Self.maxStopStrings) stop strings, got \(stop.count)")
+        }
+        if let long = stop.first(where: { $0.utf8.count > Self.maxStopBytes }) {
+            throw SamplingError.invalidParameter("a stop string may be at most \(Self.maxStopBytes) bytes, got \(long.utf8.count)")
+        }
         try sampling.validate()
     }
 }
