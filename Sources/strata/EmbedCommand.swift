@@ -11,6 +11,9 @@ struct EncoderOptions: ParsableArguments {
     var backend: Backend = .simd
 
     func load() throws -> SentenceEncoder {
+        if let m = model, !FileManager.default.fileExists(atPath: m), KnownModel.named(m) == nil {
+            throw ValidationError("no sentence-transformers model at '\(m)'; pass --model DIR or a name from `strata models`")
+        }
         let folder = try ModelStore.resolve(model ?? "all-minilm-l6-v2") { printErr("model: " + $0) }
         guard FileManager.default.fileExists(atPath: folder + "/model.safetensors") else {
             throw ValidationError("no sentence-transformers model at '\(folder)' (model.safetensors missing); pass --model DIR or a name from `strata models`")
@@ -32,6 +35,8 @@ struct EmbedCommand: ParsableCommand {
     var batch: Int = 32
     @Option(help: "Also draw the embeddings on a plane (PCA by LAPACK's ssyevd) as an SVG with labelled points.")
     var map: String?
+    @Flag(help: "Print to stderr how long tokenizing and encoding took (texts/s, tokens/s), model loading and output excluded.")
+    var timings = false
     @Argument(help: "Texts to embed.")
     var texts: [String] = []
 
@@ -57,9 +62,14 @@ struct EmbedCommand: ParsableCommand {
         let enc = try encoder.load()
         var all: [[Float]] = []
         var start = 0
+        var seconds = 0.0, tokens = 0
         while start < items.count {
             let chunk = items[start ..< min(items.count, start + batch)]
-            for (item, r) in zip(chunk, try enc.embed(chunk.map(\.text))) {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            let embedded = try enc.embed(chunk.map(\.text))
+            seconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            tokens += embedded.reduce(0) { $0 + $1.ids.count }
+            for (item, r) in zip(chunk, embedded) {
                 if map != nil { all.append(r.embedding) }
                 var o: [String: Any] = ["text": item.text, "ids": r.ids.map { Int($0) }, "embedding": r.embedding.map { Double($0) }]
                 if let id = item.id { o["id"] = id }
@@ -67,6 +77,11 @@ struct EmbedCommand: ParsableCommand {
                 FileHandle.standardOutput.write(d + Data([UInt8(ascii: "\n")]))
             }
             start += batch
+        }
+        if timings {
+            printErr(String(format: "embedded %d texts (%d tokens) in %.3f s: %.1f texts/s, %.0f tokens/s (batches of %d, backend %@)",
+                            items.count, tokens, seconds, Double(items.count) / max(seconds, 1e-9), Double(tokens) / max(seconds, 1e-9),
+                            batch, "\(encoder.backend)"))
         }
         if let map {
             let pca = try PCA.project(all, components: 2)

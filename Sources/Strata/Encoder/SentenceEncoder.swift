@@ -133,7 +133,10 @@ public final class SentenceEncoder: @unchecked Sendable {
         let q = FloatBuffer(count: T * E), k = FloatBuffer(count: T * E), v = FloatBuffer(count: T * E), att = FloatBuffer(count: T * E)
         let ff = FloatBuffer(count: T * c.intermediate)
         let maxLen = batch.map(\.count).max()!
-        let scores = FloatBuffer(count: maxLen * maxLen)
+        let threads = ThreadPool.shared.width
+        // A row of attention scores per thread (simd), or a square per sequence (blas, naive).
+        // Per thread (simd): a row of scores and the head's keys transposed; else one square.
+        let scores = FloatBuffer(count: backend == .simd ? threads * (D + 1) * maxLen : maxLen * maxLen)
 
         // Embeddings: word + position + token type 0, then LayerNorm.
         for (s, seq) in batch.enumerated() {
@@ -143,32 +146,52 @@ public final class SentenceEncoder: @unchecked Sendable {
                 for j in 0 ..< E { row[j] = w[j] + pe[j] + typeEmb.base[j] }
             }
         }
-        Self.layerNorm(x, rows: T, cols: E, weight: embNormW, bias: embNormB, eps: c.layerNormEps)
+        Self.rows(T) { r in Self.layerNorm(x.base + r * E, E, weight: embNormW, bias: embNormB, eps: c.layerNormEps) }
 
         let scale = 1 / Float(D).squareRoot()
         for l in layers {
             linear(x, l.query, q, T); linear(x, l.key, k, T); linear(x, l.value, v, T)
             // Bidirectional attention within each sentence, head by head.
-            for (s, seq) in batch.enumerated() {
-                let n = seq.count, r0 = starts[s]
-                for h in 0 ..< H {
-                    let qh = q.matrix(offset: r0 * E + h * D, rows: n, cols: D, stride: E)
-                    let kh = k.matrix(offset: r0 * E + h * D, rows: n, cols: D, stride: E)
-                    let vh = v.matrix(offset: r0 * E + h * D, rows: n, cols: D, stride: E)
-                    let sc = scores.matrix(rows: n, cols: n)
-                    GEMM.run(backend, a: qh, b: kh, c: sc, transB: true)
-                    for i in 0 ..< n { SIMDMath.softmax(sc.row(i), n, scale: scale) }
-                    GEMM.run(backend, a: sc, b: vh, c: att.matrix(offset: r0 * E + h * D, rows: n, cols: D, stride: E), transB: false)
+            if backend == .simd && D % 8 == 0 {
+                // Each (sentence, head) pair whole on one thread, pairs dealt out in turn: a
+                // sentence's result does not depend on the others in the batch, or on the thread.
+                let pairs = batch.count * H
+                ThreadPool.shared.run(parts: min(threads, pairs)) { t, parts in
+                    let sc = scores.base + t * (D + 1) * maxLen, kt = sc + maxLen
+                    var pair = t
+                    while pair < pairs {
+                        let s = pair / H, h = pair % H, n = batch[s].count, r0 = starts[s]
+                        Self.attention(q: q.base + r0 * E + h * D, k: k.base + r0 * E + h * D, v: v.base + r0 * E + h * D,
+                                       out: att.base + r0 * E + h * D, n: n, headDim: D, stride: E, scale: scale, scores: sc, kt: kt)
+                        pair += parts
+                    }
+                }
+            } else {
+                for (s, seq) in batch.enumerated() {
+                    let n = seq.count, r0 = starts[s]
+                    for h in 0 ..< H {
+                        let qh = q.matrix(offset: r0 * E + h * D, rows: n, cols: D, stride: E)
+                        let kh = k.matrix(offset: r0 * E + h * D, rows: n, cols: D, stride: E)
+                        let vh = v.matrix(offset: r0 * E + h * D, rows: n, cols: D, stride: E)
+                        let sc = scores.matrix(rows: n, cols: n)
+                        GEMM.run(backend, a: qh, b: kh, c: sc, transB: true)
+                        for i in 0 ..< n { SIMDMath.softmax(sc.row(i), n, scale: scale) }
+                        GEMM.run(backend, a: sc, b: vh, c: att.matrix(offset: r0 * E + h * D, rows: n, cols: D, stride: E), transB: false)
+                    }
                 }
             }
             linear(att, l.attnOut, tmp, T)
-            for i in 0 ..< T * E { x.base[i] += tmp.base[i] }
-            Self.layerNorm(x, rows: T, cols: E, weight: l.attnNormW, bias: l.attnNormB, eps: c.layerNormEps)
+            Self.rows(T) { r in
+                SIMDMath.axpy(1, tmp.base + r * E, x.base + r * E, E)
+                Self.layerNorm(x.base + r * E, E, weight: l.attnNormW, bias: l.attnNormB, eps: c.layerNormEps)
+            }
             linear(x, l.intermediate, ff, T)
-            for i in 0 ..< T * c.intermediate { let a = ff.base[i]; ff.base[i] = 0.5 * a * (1 + erf(a * 0.70710678118654752)) }
+            Self.rows(T) { r in SIMDMath.geluErf(ff.base + r * c.intermediate, c.intermediate) }
             linear(ff, l.output, tmp, T)
-            for i in 0 ..< T * E { x.base[i] += tmp.base[i] }
-            Self.layerNorm(x, rows: T, cols: E, weight: l.outNormW, bias: l.outNormB, eps: c.layerNormEps)
+            Self.rows(T) { r in
+                SIMDMath.axpy(1, tmp.base + r * E, x.base + r * E, E)
+                Self.layerNorm(x.base + r * E, E, weight: l.outNormW, bias: l.outNormB, eps: c.layerNormEps)
+            }
         }
 
         // Mean over each sentence's tokens (all of them: no padding), then unit length.
@@ -193,20 +216,69 @@ public final class SentenceEncoder: @unchecked Sendable {
         } else {
             GEMM.run(backend, a: am, b: l.weight.matrix(rows: l.rows, cols: l.cols), c: om, transB: true)
         }
-        Ops.addBias(x: om, bias: l.bias)
+        Self.rows(T) { r in SIMDMath.axpy(1, l.bias.base, om.row(r), l.rows) }
     }
 
-    /// Row-wise LayerNorm in place: (x − mean) / √(var + eps) · w + b, statistics in Double.
-    static func layerNorm(_ x: FloatBuffer, rows: Int, cols: Int, weight: FloatBuffer, bias: FloatBuffer, eps: Float) {
-        for r in 0 ..< rows {
-            let row = x.base + r * cols
-            var sum = 0.0
-            for j in 0 ..< cols { sum += Double(row[j]) }
-            let mean = sum / Double(cols)
-            var sq = 0.0
-            for j in 0 ..< cols { let d = Double(row[j]) - mean; sq += d * d }
-            let inv = 1 / (sq / Double(cols) + Double(eps)).squareRoot()
-            for j in 0 ..< cols { row[j] = Float((Double(row[j]) - mean) * inv) * weight.base[j] + bias.base[j] }
+    /// One sentence's attention in one head: `n` rows of `headDim` in `q`, `k`, `v` and `out`,
+    /// `stride` apart. The keys are transposed into `kt` (`headDim × n`), so each query's scores
+    /// are `headDim` multiply-adds along the keys (no horizontal sums); the output accumulates in
+    /// registers, 32 floats at a time. `headDim` is a multiple of 8.
+    static func attention(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
+                          n: Int, headDim D: Int, stride E: Int, scale: Float,
+                          scores sc: UnsafeMutablePointer<Float>, kt: UnsafeMutablePointer<Float>) {
+        typealias V = SIMDMath.V
+        for j in 0 ..< n { for d in 0 ..< D { kt[d * n + j] = k[j * E + d] } }
+        for i in 0 ..< n {
+            let qi = q + i * E
+            for j in 0 ..< n { sc[j] = 0 }
+            for d in 0 ..< D { SIMDMath.axpy(qi[d], kt + d * n, sc, n) }
+            SIMDMath.softmax(sc, n, scale: scale)
+            let o = out + i * E
+            var d0 = 0
+            while d0 < D {
+                let w = min(4, (D - d0) / 8)
+                var a0 = V(), a1 = V(), a2 = V(), a3 = V()
+                for j in 0 ..< n {
+                    let p = V(repeating: sc[j]), row = v + j * E + d0
+                    a0.addProduct(p, SIMDMath.load(row))
+                    if w > 1 { a1.addProduct(p, SIMDMath.load(row + 8)) }
+                    if w > 2 { a2.addProduct(p, SIMDMath.load(row + 16)) }
+                    if w > 3 { a3.addProduct(p, SIMDMath.load(row + 24)) }
+                }
+                SIMDMath.store(a0, o + d0)
+                if w > 1 { SIMDMath.store(a1, o + d0 + 8) }
+                if w > 2 { SIMDMath.store(a2, o + d0 + 16) }
+                if w > 3 { SIMDMath.store(a3, o + d0 + 24) }
+                d0 += 8 * w
+            }
         }
+    }
+
+    /// `body(r)` for every row, rows split across the thread pool (each row on one thread, so its
+    /// result does not depend on the split).
+    static func rows(_ T: Int, _ body: (Int) -> Void) {
+        ThreadPool.shared.run(parts: min(ThreadPool.shared.width, max(T / 16, 1))) { t, n in
+            for r in T * t / n ..< T * (t + 1) / n { body(r) }
+        }
+    }
+
+    /// LayerNorm of one row in place: (x − mean) / √(var + eps) · w + b, statistics over 8 lanes.
+    static func layerNorm(_ row: UnsafeMutablePointer<Float>, _ n: Int, weight: FloatBuffer, bias: FloatBuffer, eps: Float) {
+        let mean = SIMDMath.sum(row, n) / Float(n)
+        var sq = SIMDMath.V(), i = 0
+        let m = SIMDMath.V(repeating: mean)
+        while i + 8 <= n { let d = SIMDMath.load(row + i) - m; sq.addProduct(d, d); i += 8 }
+        var variance = sq.sum()
+        while i < n { let d = row[i] - mean; variance += d * d; i += 1 }
+        let inv = 1 / (variance / Float(n) + eps).squareRoot()
+        let vinv = SIMDMath.V(repeating: inv)
+        i = 0
+        while i + 8 <= n {
+            var y = (SIMDMath.load(row + i) - m) * vinv * SIMDMath.load(weight.base + i)
+            y += SIMDMath.load(bias.base + i)
+            SIMDMath.store(y, row + i)
+            i += 8
+        }
+        while i < n { row[i] = (row[i] - mean) * inv * weight.base[i] + bias.base[i]; i += 1 }
     }
 }
