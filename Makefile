@@ -76,7 +76,7 @@ run: setup release
 # server through the official openai client and the chat page in headless Chromium (Tests/server).
 test: setup gemma minilm venv browser
 	STRATA_MODEL="$(MODEL)" STRATA_GEMMA="$(GEMMA)" STRATA_PYTHON="$(PYTHON)" $(SWIFT) test -c release
-	$(SWIFT) build -c release --product strata
+	@# swift test built .build/release/strata (the CLI tests run it); the server tests use that binary.
 	cd Tests/server && STRATA_MODEL="$(MODEL)" $(PYTHON) -m pytest -q -p no:cacheprovider .
 
 # The unit suites on the tiny test models under ThreadSanitizer, then AddressSanitizer (each in its

@@ -9,7 +9,7 @@ extension KVCacheType: ExpressibleByArgument {}
 
 /// Which model, which kernels, how large a context.
 struct ModelOptions: ParsableArguments {
-    @Option(name: .long, help: "Path to a GGUF model (default: $STRATA_MODEL, else the default model under $STRATA_HOME/models).")
+    @Option(name: .long, help: "A GGUF file or a model name from `strata models` (fetched on first use; default: $STRATA_MODEL, else the default model under $STRATA_HOME/models).")
     var model: String?
 
     @Option(help: "Kernels: simd (Strata's packed SIMD kernels and thread pool), blas (OpenBLAS) or naive (plain Swift loops).")

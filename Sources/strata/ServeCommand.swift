@@ -11,13 +11,12 @@ struct ServeCommand: AsyncParsableCommand {
         discussion: """
         Endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health (503 while \
         loading), GET /metrics (Prometheus), POST /tokenize, POST /detokenize, and GET / (a chat page). \
-        Logs go to stderr. SIGTERM or SIGINT stops accepting requests, lets running ones finish (up to --grace \
+        --ctx is the context of each slot (default 4096, or the model's if smaller). Logs go to stderr. SIGTERM or SIGINT stops accepting requests, lets running ones finish (up to --grace \
         seconds) and exits 0.
         """
     )
 
-    @Option(help: "Path to a GGUF model (default: $STRATA_MODEL, else the default model under $STRATA_HOME/models).")
-    var model: String?
+    @OptionGroup var modelOptions: ModelOptions
     @Option(help: "The model id that /v1/models lists (default: the file name without .gguf).")
     var alias: String?
     @Option(name: .customLong("embedding-model"), help: "A sentence encoder for /v1/embeddings: a sentence-transformers folder or a name (all-minilm-l6-v2; fetched on first use).")
@@ -30,20 +29,6 @@ struct ServeCommand: AsyncParsableCommand {
     var parallel = 4
     @Option(help: "Sequences that may wait for a slot; more get 503 with Retry-After at once.")
     var queue = 32
-    @Option(help: "Context length per slot (default: 4096, or the model's if smaller).")
-    var ctx: Int?
-    @Option(help: "Kernels: simd, blas or naive.")
-    var backend: Backend = .simd
-    @Option(help: "Kernel threads (default: all cores).")
-    var threads: Int?
-    @Option(help: "Weights: native or f32.")
-    var weights: WeightsMode = .native
-    @Option(help: "simd with native Q4_0/Q4_1/Q8_0 weights: f32 or q8 activations.")
-    var activations: ActivationMode = .f32
-    @Option(name: .customLong("cache-type"), help: "KV cache element type: f32 or f16.")
-    var cacheType: KVCacheType = .f32
-    @Option(name: .customLong("batch-tokens"), help: "Most tokens per forward step (decode rows plus prefill chunks).")
-    var batchTokens = 512
     @Option(name: .customLong("chat-template"), help: "Override the chat template: \(ChatTemplate.names.joined(separator: ", ")).")
     var chatTemplate: String?
     @Option(name: .customLong("api-key"), help: "Require 'Authorization: Bearer KEY' on /v1/* (default: $STRATA_API_KEY, else none).")
@@ -59,9 +44,6 @@ struct ServeCommand: AsyncParsableCommand {
         guard (0 ... 65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535, got \(port)") }
         guard (1 ... 1024).contains(parallel) else { throw ValidationError("--parallel must be between 1 and 1024, got \(parallel)") }
         guard (0 ... 1 << 20).contains(queue) else { throw ValidationError("--queue must be between 0 and 1048576, got \(queue)") }
-        if let c = ctx, c < 1 || c > 1 << 22 { throw ValidationError("--ctx must be between 1 and 4194304, got \(c)") }
-        if let t = threads, t < 1 || t > 1024 { throw ValidationError("--threads must be between 1 and 1024, got \(t)") }
-        guard (1 ... 1 << 16).contains(batchTokens) else { throw ValidationError("--batch-tokens must be between 1 and 65536, got \(batchTokens)") }
         guard maxBody >= 1024 else { throw ValidationError("--max-body must be at least 1024 bytes, got \(maxBody)") }
         guard grace.isFinite, grace >= 0, grace <= 86400 else { throw ValidationError("--grace must be between 0 and 86400 seconds") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical") }
@@ -70,7 +52,7 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let path = try Model.resolvePath(model)
+        let path = try Model.resolvePath(modelOptions.model)
         var options = ServerOptions(modelPath: path)
         if let alias { options.modelID = alias }
         if let e = embeddingModel {
@@ -81,9 +63,9 @@ struct ServeCommand: AsyncParsableCommand {
         options.port = port
         options.parallel = parallel
         options.queue = queue
-        options.context = ContextOptions(backend: backend, threads: threads, contextLength: ctx, slots: parallel,
-                                         maxBatchTokens: batchTokens, activations: activations, cacheType: cacheType)
-        options.weights = weights
+        // --ctx is per slot here; without it, 4096 (or the model's context if smaller).
+        options.context = modelOptions.contextOptions(slots: parallel)
+        options.weights = modelOptions.weights
         options.chatTemplate = chatTemplate
         options.apiKey = apiKey ?? ProcessInfo.processInfo.environment["STRATA_API_KEY"].flatMap { $0.isEmpty ? nil : $0 }
         options.maxBodyBytes = maxBody

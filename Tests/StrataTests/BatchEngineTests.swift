@@ -99,13 +99,7 @@ import Testing
 /// A request that becomes available while another decodes joins the next step (no "exhausted"
 /// latch: `next` returning nil once does not close the source).
 @Suite struct LateArrivalTests {
-    func params(_ n: Int) -> GenerationParameters {
-        var p = GenerationParameters()
-        p.sampling = .greedy
-        p.maxTokens = n
-        p.ignoreEOS = true
-        return p
-    }
+    func params(_ n: Int) -> GenerationParameters { .greedy(n) }
 
     @Test func aRequestArrivingMidDecodeRunsInTheSameSteps() throws {
         let ctx = try InferenceContext(model: ForwardTests.tiny, options: ContextOptions(backend: .naive, contextLength: 128, slots: 2))
@@ -162,13 +156,7 @@ import Testing
 /// Prompt-cache reuse: a request that starts like an earlier one takes the slot holding it and
 /// computes only the rest, with the same answer, bit for bit, as from scratch.
 @Suite struct PrefixReuseTests {
-    func params(_ n: Int) -> GenerationParameters {
-        var p = GenerationParameters()
-        p.sampling = .greedy
-        p.maxTokens = n
-        p.ignoreEOS = true
-        return p
-    }
+    func params(_ n: Int) -> GenerationParameters { .greedy(n) }
 
     @Test func aFollowUpPromptComputesOnlyItsNewTokens() throws {
         let ctx = try InferenceContext(model: ForwardTests.tiny, options: ContextOptions(backend: .simd, contextLength: 128, slots: 3))

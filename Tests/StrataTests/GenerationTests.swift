@@ -10,13 +10,7 @@ import Testing
         return Generator(model: Self.model, tokenizer: try Tokenizer(gguf: Self.model.gguf), context: c)
     }
 
-    func greedy(_ n: Int) -> GenerationParameters {
-        var p = GenerationParameters()
-        p.sampling = .greedy
-        p.maxTokens = n
-        p.ignoreEOS = true
-        return p
-    }
+    func greedy(_ n: Int) -> GenerationParameters { .greedy(n) }
 
     @Test func greedyGenerationEqualsArgmaxOfFreshPrefills() throws {
         let g = try generator()
@@ -158,5 +152,16 @@ import Testing
             #expect(lp <= 0 && abs(lp - top[0].logprob) < 1e-6)   // greedy picks the top one
             #expect(top.map(\.logprob) == top.map(\.logprob).sorted(by: >))
         }
+    }
+}
+
+extension GenerationParameters {
+    /// Greedy decoding of exactly `n` tokens (end tokens do not stop it): the tests' usual request.
+    static func greedy(_ n: Int) -> GenerationParameters {
+        var p = GenerationParameters()
+        p.sampling = .greedy
+        p.maxTokens = n
+        p.ignoreEOS = true
+        return p
     }
 }
