@@ -118,6 +118,10 @@ def test_malformed_requests_get_clear_errors(server):
     long_prompt = "hello " * 2000
     status, body, _ = server.post("/v1/completions", {"prompt": long_prompt, "max_tokens": 4})
     assert status == 400 and json.loads(body)["error"]["code"] == "context_length_exceeded"
+    status, body, _ = server.post("/v1/completions", {"prompt": "Hi", "stop": ["x"] * 17})
+    assert status == 400 and json.loads(body)["error"]["param"] == "stop"
+    status, body, _ = server.post("/v1/completions", {"prompt": "Hi", "stop": "y" * 5000})
+    assert status == 400 and json.loads(body)["error"]["param"] == "stop"
     # Unknown fields are ignored.
     status, body, _ = server.post("/v1/completions", {"prompt": "Hi", "max_tokens": 2, "temperature": 0, "frobnicate": {"x": 1}})
     assert status == 200, body
@@ -346,5 +350,27 @@ def test_a_queued_request_whose_client_leaves_leaves_the_queue():
             time.sleep(0.05)
         assert s.metrics()["strata_requests_processing"] == 1  # the first one goes on
         running.close()
+    finally:
+        assert s.stop() == 0
+
+
+def test_a_client_leaving_mid_prefill_stops_the_prefill():
+    # Prefill in chunks of 8 tokens: a ~1,900-token prompt takes a few hundred steps.
+    s = Server("--parallel", "1", "--ctx", "2048", "--batch-tokens", "8")
+    try:
+        prompt = "one two three four " * 470
+        n = len(json.loads(s.post("/tokenize", {"content": prompt, "add_special": True})[1])["tokens"])
+        stream = client(s).completions.create(model="m", prompt=prompt, temperature=0, max_tokens=4, stream=True)
+        deadline = time.time() + 10
+        while s.metrics()["strata_requests_processing"] != 1:
+            assert time.time() < deadline, "the request never started"
+            time.sleep(0.01)
+        stream.close()
+        deadline = time.time() + 2
+        while s.metrics()["strata_requests_processing"] != 0:
+            assert time.time() < deadline, "the prefill went on after its client left"
+            time.sleep(0.05)
+        computed = s.metrics()["strata_prompt_computed_tokens_total"]
+        assert computed < n, (computed, n)
     finally:
         assert s.stop() == 0
