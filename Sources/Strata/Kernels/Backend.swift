@@ -1,4 +1,5 @@
 import COpenBLAS
+import Foundation
 
 /// Which kernel every matrix multiply runs on. Chosen at run time so that both can be compared on
 /// the same model and input.
@@ -16,11 +17,17 @@ public enum Backend: String, CaseIterable, Sendable, CustomStringConvertible {
 
 /// OpenBLAS thread control; the count is set once per process (OpenBLAS's pool is global).
 public enum BLASThreads {
+    /// The count last set, under a lock: contexts made on several threads at once take turns
+    /// (ThreadSanitizer caught two test contexts racing here). A pthread lock (`NSLock`), which
+    /// ThreadSanitizer can see, unlike `Mutex`'s futex on Linux.
     nonisolated(unsafe) private static var current = 0
+    private static let lock = NSLock()
 
     /// Sets OpenBLAS's thread count if it differs from the last one set.
     public static func set(_ n: Int) {
         precondition(n >= 1)
+        lock.lock()
+        defer { lock.unlock() }
         if current != n {
             openblas_set_num_threads(Int32(n))
             current = n
