@@ -77,6 +77,13 @@ class Server:
                 out[name] = float(value)
         return out
 
+    def wait_for(self, metric, value, seconds, what):
+        """Polls /metrics until `metric` equals `value`; fails with `what` after `seconds`."""
+        deadline = time.time() + seconds
+        while self.metrics()[metric] != value:
+            assert time.time() < deadline, what
+            time.sleep(0.02)
+
     def stop(self, sig=signal.SIGTERM, timeout=30):
         if self.proc.poll() is None:
             self.proc.send_signal(sig)

@@ -206,10 +206,7 @@ def test_disconnect_frees_the_slot(server):
             break
     assert server.metrics()["strata_requests_processing"] == 1
     stream.close()
-    deadline = time.time() + 2
-    while server.metrics()["strata_requests_processing"] != 0:
-        assert time.time() < deadline, "the sequence kept decoding after its client left"
-        time.sleep(0.05)
+    server.wait_for("strata_requests_processing", 0, 2, "the sequence kept decoding after its client left")
 
 
 def test_tokenize_detokenize_and_health(server):
@@ -282,16 +279,10 @@ def test_a_plain_request_whose_client_leaves_is_cancelled(server):
     body = json.dumps({"prompt": "Once upon a time", "max_tokens": 900, "temperature": 0, "ignore_eos": True}).encode()
     s = socket.create_connection(("127.0.0.1", server.port), timeout=5)
     s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
-    deadline = time.time() + 10
-    while server.metrics()["strata_requests_processing"] != 1:
-        assert time.time() < deadline, "the request never started"
-        time.sleep(0.02)
+    server.wait_for("strata_requests_processing", 1, 10, "the request never started")
     generated = server.metrics()["strata_generated_tokens_total"]
     s.close()
-    deadline = time.time() + 2
-    while server.metrics()["strata_requests_processing"] != 0:
-        assert time.time() < deadline, "the sequence kept decoding after its client left"
-        time.sleep(0.05)
+    server.wait_for("strata_requests_processing", 0, 2, "the sequence kept decoding after its client left")
     # It ended early: far fewer than 900 tokens were generated.
     assert server.metrics()["strata_generated_tokens_total"] - generated < 600
 
@@ -339,15 +330,9 @@ def test_a_queued_request_whose_client_leaves_leaves_the_queue():
                                        extra_body={"ignore_eos": True})
         next(iter(running))
         waiting = c.completions.create(model="m", prompt="Another story", temperature=0, max_tokens=8, stream=True)
-        deadline = time.time() + 10
-        while s.metrics()["strata_requests_queued"] != 1:
-            assert time.time() < deadline, "the second request never queued"
-            time.sleep(0.02)
+        s.wait_for("strata_requests_queued", 1, 10, "the second request never queued")
         waiting.close()
-        deadline = time.time() + 2
-        while s.metrics()["strata_requests_queued"] != 0:
-            assert time.time() < deadline, "a request whose client left stayed in the queue"
-            time.sleep(0.05)
+        s.wait_for("strata_requests_queued", 0, 2, "a request whose client left stayed in the queue")
         assert s.metrics()["strata_requests_processing"] == 1  # the first one goes on
         running.close()
     finally:
@@ -361,15 +346,9 @@ def test_a_client_leaving_mid_prefill_stops_the_prefill():
         prompt = "one two three four " * 470
         n = len(json.loads(s.post("/tokenize", {"content": prompt, "add_special": True})[1])["tokens"])
         stream = client(s).completions.create(model="m", prompt=prompt, temperature=0, max_tokens=4, stream=True)
-        deadline = time.time() + 10
-        while s.metrics()["strata_requests_processing"] != 1:
-            assert time.time() < deadline, "the request never started"
-            time.sleep(0.01)
+        s.wait_for("strata_requests_processing", 1, 10, "the request never started")
         stream.close()
-        deadline = time.time() + 2
-        while s.metrics()["strata_requests_processing"] != 0:
-            assert time.time() < deadline, "the prefill went on after its client left"
-            time.sleep(0.05)
+        s.wait_for("strata_requests_processing", 0, 2, "the prefill went on after its client left")
         computed = s.metrics()["strata_prompt_computed_tokens_total"]
         assert computed < n, (computed, n)
     finally:
