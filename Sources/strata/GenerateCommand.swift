@@ -38,7 +38,7 @@ struct PromptOptions: ParsableArguments {
         if chat {
             let eosText = tokenizer.eos.map { tokenizer.tokens[Int($0)] } ?? "</s>"
             let template = try chatTemplate.map { try ChatTemplate.named($0, eos: eosText) }
-                ?? ChatTemplate.detect(model.gguf.metadata["tokenizer.chat_template"]?.stringValue, eos: eosText)
+                ?? ChatTemplate.of(model, eos: eosText)
             var messages: [ChatMessage] = []
             if let system { messages.append(ChatMessage(role: "system", content: system)) }
             messages.append(ChatMessage(role: "user", content: text))

@@ -191,6 +191,26 @@ enum CLI {
         #expect((top[0]["id"] as! NSNumber).intValue == 7042)
     }
 
+    /// `--model gemma3-270m` by name (present: make test pulled it), greedy as llama.cpp's float32
+    /// run up to its first near-tie, and `--chat` in Gemma's turn format (the file has no template).
+    @Test func generateGemmaByName() throws {
+        let cases = try GemmaTests.lines("greedy.jsonl")
+        let plain = try #require(cases.first { $0["chat"] as? Bool == false })
+        let r = try CLI.run(["generate", "--model", "gemma3-270m", "--temperature", "0", "--max-tokens", "24", "--json", "--ctx", "256",
+                             plain["prompt"] as! String])
+        #expect(r.status == 0, "\(r.stderr)")
+        let o = try CLI.json(r.stdout)
+        #expect(RealModel.ids(o["prompt_ids"]) == RealModel.ids(plain["prompt_ids"]))
+        let margins = plain["margins"] as! [Double]
+        let upTo = min(24, margins.firstIndex { $0 < 0.02 } ?? 24)
+        #expect(Array(RealModel.ids(o["ids"]).prefix(upTo)) == Array(RealModel.ids(plain["ids"]).prefix(upTo)), "compared \(upTo) steps")
+        let chat = try #require(cases.first { $0["chat"] as? Bool == true })
+        let c = try CLI.run(["generate", "--model", "gemma3-270m", "--chat", "--temperature", "0", "--max-tokens", "4", "--json", "--ctx", "256",
+                             chat["user"] as! String])
+        #expect(c.status == 0, "\(c.stderr)")
+        #expect(RealModel.ids(try CLI.json(c.stdout)["prompt_ids"]) == RealModel.ids(chat["prompt_ids"]))
+    }
+
     @Test func tokenizeJSONMatchesFixture() throws {
         for c in try RealModel.lines("tokenizer.jsonl") {
             let r = try CLI.run(["tokenize", "--model", RealModel.path, "--json", "-"], stdin: c["text"] as! String)

@@ -60,7 +60,7 @@ import Testing
     /// batch seed has valid and invalid lines, every chat-template seed renders.
     @Test func seedsReachTheCodeTheyAreFor() {
         let gguf = Self.inputs("GGUF").filter { $0.0.hasPrefix("seeds/") }
-        #expect(gguf.contains { $0.1.withUnsafeBytes { FuzzTargets.gguf($0) }.hasSuffix("config, weights") })
+        #expect(gguf.contains { $0.1.withUnsafeBytes { FuzzTargets.gguf($0) }.hasSuffix("config, plan, weights") })
         let batch = Self.inputs("BatchInput").first { $0.0.hasSuffix("mixed.jsonl") }
         #expect(batch.map { $0.1.withUnsafeBytes { FuzzTargets.batchInput($0) } } == "7 lines, 3 valid")
         for (name, bytes) in Self.inputs("ChatTemplate") where name.hasPrefix("seeds/") {

@@ -22,7 +22,7 @@ import Testing
         let c = try model().config
         #expect(c.blockCount == 30 && c.embeddingLength == 576 && c.headCount == 9 && c.headCountKV == 3)
         #expect(c.headDim == 64 && c.feedForwardLength == 1536 && c.vocabSize == 49152 && c.contextLength == 8192)
-        #expect(c.ropeBase == 100000 && c.rmsEpsilon == 1e-5 && c.architecture.ropeStyle == .normal)
+        #expect(c.ropeBase == 100000 && c.rmsEpsilon == 1e-5 && c.architecture.name == "llama")
         #expect(try model().weights.tiedEmbeddings)
     }
 

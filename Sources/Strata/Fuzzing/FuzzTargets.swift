@@ -27,7 +27,9 @@ public enum FuzzTargets {
         if let tok = try? Tokenizer(gguf: file) { summary += ", tokenizer \(tok.vocabularySize)" }
         guard let config = try? ModelConfig(gguf: file) else { return summary }
         summary += ", config"
-        if (try? ModelWeights(gguf: file, config: config, mode: .native)) != nil { summary += ", weights" }
+        guard let plan = try? config.architecture.plan(config, gguf: file) else { return summary }
+        summary += ", plan"
+        if (try? ModelWeights(gguf: file, plan: plan, mode: .native)) != nil { summary += ", weights" }
         return summary
     }
 

@@ -30,7 +30,7 @@ public final class Engine: @unchecked Sendable {
             if let name = chatTemplate {
                 template = try ChatTemplate.named(name, eos: eosText)
             } else {
-                template = try ChatTemplate.detect(model.gguf.metadata["tokenizer.chat_template"]?.stringValue, eos: eosText)
+                template = try ChatTemplate.of(model, eos: eosText)
             }
             templateError = nil
         } catch let e as ChatTemplateError {

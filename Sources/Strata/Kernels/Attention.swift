@@ -15,23 +15,24 @@ enum Attention {
     /// rows of the group are read once per head from cache; the output accumulates in registers
     /// (eight SIMD8 sums for a 64-wide head), not in memory. `scratch` holds `visible` floats.
     /// With `capture`, each head's probabilities are also copied to `capture + h · captureStride`.
+    /// Keys before `first` (outside a sliding window) are not read; their probabilities are 0.
     ///
     /// q: [qDim] (all heads of the row) · k, v: [positions, kvDim] (the slot's cache, float32 or
     /// half precision) · out: [qDim]
     static func fusedRow<E: KVElement>(q: UnsafePointer<Float>, k: UnsafePointer<E>, v: UnsafePointer<E>,
-                         out: UnsafeMutablePointer<Float>, visible S: Int, kvHead g: Int, shape: Shape, scale: Float,
+                         out: UnsafeMutablePointer<Float>, visible S: Int, first: Int = 0, kvHead g: Int, shape: Shape, scale: Float,
                          scratch: UnsafeMutablePointer<Float>, capture: UnsafeMutablePointer<Float>? = nil, captureStride: Int = 0) {
         let hd = shape.headDim, kvDim = shape.kvDim
         let kg = k + g * hd, vg = v + g * hd
         for h in g * shape.group ..< (g + 1) * shape.group {
             let qh = q + h * hd, o = out + h * hd
-            for s in 0 ..< S { scratch[s] = dot(qh, kg + s * kvDim, hd) }
-            SIMDMath.softmax(scratch, S, scale: scale)
-            if let capture { (capture + h * captureStride).update(from: scratch, count: S) }
+            for s in first ..< S { scratch[s] = dot(qh, kg + s * kvDim, hd) }
+            SIMDMath.softmax(scratch + first, S - first, scale: scale)
+            if let capture { copyProbabilities(scratch, to: capture + h * captureStride, first: first, visible: S) }
             if hd == 64 {
                 var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
                 var a4 = SIMD8<Float>(), a5 = SIMD8<Float>(), a6 = SIMD8<Float>(), a7 = SIMD8<Float>()
-                for s in 0 ..< S {
+                for s in first ..< S {
                     let p = SIMD8<Float>(repeating: scratch[s]), r = vg + s * kvDim
                     a0.addProduct(p, E.load8(r)); a1.addProduct(p, E.load8(r + 8))
                     a2.addProduct(p, E.load8(r + 16)); a3.addProduct(p, E.load8(r + 24))
@@ -42,7 +43,7 @@ enum Attention {
                 SIMDMath.store(a4, o + 32); SIMDMath.store(a5, o + 40); SIMDMath.store(a6, o + 48); SIMDMath.store(a7, o + 56)
             } else {
                 o.update(repeating: 0, count: hd)
-                for s in 0 ..< S { axpy(scratch[s], vg + s * kvDim, o, hd) }
+                for s in first ..< S { axpy(scratch[s], vg + s * kvDim, o, hd) }
             }
         }
     }
@@ -97,8 +98,10 @@ enum Attention {
     /// The block past the last visible key also scores the cache positions after it; those
     /// scores are never read (softmax and values stop at `visible`). Values: each head's probability broadcast against the value row. Every row is
     /// computed the same way whatever else is in the batch. `scratch` holds `3 × positions` floats.
+    /// Keys before `first` (outside a sliding window) are skipped a block at a time; the rest of
+    /// their block is scored but left out of softmax and values.
     static func transposedRow<E: KVElement>(q: UnsafePointer<Float>, kt: UnsafePointer<E>, v: UnsafePointer<E>, positions: Int,
-                              out: UnsafeMutablePointer<Float>, visible S: Int, kvHead g: Int, shape: Shape, scale: Float,
+                              out: UnsafeMutablePointer<Float>, visible S: Int, first: Int = 0, kvHead g: Int, shape: Shape, scale: Float,
                               scratch: UnsafeMutablePointer<Float>, capture: UnsafeMutablePointer<Float>? = nil, captureStride: Int = 0) {
         let hd = shape.headDim, w = PVec.scalarCount, kb = keyBlock
         let ktg = kt + g * hd * positions, vg = v + g * positions * hd
@@ -108,8 +111,8 @@ enum Attention {
         while h0 < hEnd {
             let h1 = min(h0 + 1, hEnd - 1), h2 = min(h0 + 2, hEnd - 1)
             let q0 = q + h0 * hd, q1 = q + h1 * hd, q2 = q + h2 * hd
-            var s0 = 0
-            var block = ktg
+            var s0 = first / kb * kb
+            var block = ktg + s0 * hd
             while s0 < S {
                 var a0 = PVec(), a1 = PVec(), b0 = PVec(), b1 = PVec(), c0 = PVec(), c1 = PVec()
                 var row = block
@@ -127,20 +130,21 @@ enum Attention {
                 s0 += kb
                 block += hd * kb
             }
-            SIMDMath.softmax(p0, S, scale: scale)
-            if h1 != h0 { SIMDMath.softmax(p1, S, scale: scale) }
-            if h2 != h1 { SIMDMath.softmax(p2, S, scale: scale) }
+            let n = S - first
+            SIMDMath.softmax(p0 + first, n, scale: scale)
+            if h1 != h0 { SIMDMath.softmax(p1 + first, n, scale: scale) }
+            if h2 != h1 { SIMDMath.softmax(p2 + first, n, scale: scale) }
             if let capture {
-                (capture + h0 * captureStride).update(from: p0, count: S)
-                if h1 != h0 { (capture + h1 * captureStride).update(from: p1, count: S) }
-                if h2 != h1 { (capture + h2 * captureStride).update(from: p2, count: S) }
+                copyProbabilities(p0, to: capture + h0 * captureStride, first: first, visible: S)
+                if h1 != h0 { copyProbabilities(p1, to: capture + h1 * captureStride, first: first, visible: S) }
+                if h2 != h1 { copyProbabilities(p2, to: capture + h2 * captureStride, first: first, visible: S) }
             }
             let o0 = out + h0 * hd, o1 = out + h1 * hd, o2 = out + h2 * hd
             var j = 0
             while j + 2 * w <= hd {
                 var a0 = PVec(), a1 = PVec(), b0 = PVec(), b1 = PVec(), c0 = PVec(), c1 = PVec()
-                var r = vg + j
-                for s in 0 ..< S {
+                var r = vg + first * hd + j
+                for s in first ..< S {
                     let v0 = E.loadVec(r), v1 = E.loadVec(r + w)
                     let x = PVec(repeating: p0[s]), y = PVec(repeating: p1[s]), z = PVec(repeating: p2[s])
                     a0.addProduct(x, v0); a1.addProduct(x, v1)
@@ -161,13 +165,20 @@ enum Attention {
                     let (p, o) = pass == 0 ? (p2, o2) : pass == 1 ? (p1, o1) : (p0, o0)
                     for d in j ..< hd {
                         var sum: Float = 0
-                        for s in 0 ..< S { sum += p[s] * vg[s * hd + d].float }
+                        for s in first ..< S { sum += p[s] * vg[s * hd + d].float }
                         o[d] = sum
                     }
                 }
             }
             h0 += 3
         }
+    }
+
+    /// A head's probabilities over positions `0 ..< visible` (0 before `first`) into `capture`.
+    @inline(__always)
+    private static func copyProbabilities(_ p: UnsafePointer<Float>, to capture: UnsafeMutablePointer<Float>, first: Int, visible: Int) {
+        capture.update(repeating: 0, count: first)
+        (capture + first).update(from: p + first, count: visible - first)
     }
 
     @inline(__always)

@@ -59,12 +59,15 @@ enum Ops {
     /// The fused causal softmax over attention scores, in place with no temporary: scale, mask the
     /// positions after the query's own (row `r` sees `firstVisible + r` columns), subtract the row
     /// max, exponentiate (8 lanes at a time), sum, normalise. Masked entries become exactly 0.
-    static func causalSoftmax(scores: Matrix, scale: Float, firstVisible: Int) {
+    /// With a `window`, row `r` also masks the columns before `firstVisible + r - window`.
+    static func causalSoftmax(scores: Matrix, scale: Float, firstVisible: Int, window: Int? = nil) {
         precondition(scale > 0, "causalSoftmax: scale must be positive")
         for r in 0 ..< scores.rows {
             let row = scores.row(r)
             let visible = min(firstVisible + r, scores.cols)
-            if visible > 0 { SIMDMath.softmax(row, visible, scale: scale) }
+            let first = window.map { max(0, min(visible, firstVisible + r - $0)) } ?? 0
+            for j in 0 ..< first { row[j] = 0 }
+            if visible > first { SIMDMath.softmax(row + first, visible - first, scale: scale) }
             for j in visible ..< scores.cols { row[j] = 0 }
         }
     }
@@ -83,6 +86,62 @@ enum Ops {
             }
             while i < n { let x = g[i]; g[i] = x / (1 + SIMDMath.exp(-x)) * u[i]; i += 1 }
         }
+    }
+
+    /// GeGLU: `gate = gelu(gate) * up`, with the tanh approximation
+    /// `gelu(x) = x/2 · (1 + tanh(√(2/π) · (x + 0.044715 x³)))` computed as llama.cpp computes it
+    /// (the reference Strata is checked against): read from a table indexed by the input rounded to
+    /// half precision, holding half-precision values; 0 below -10 and x above 10. (Against the
+    /// exact function this moves Gemma 3's logits by up to 7e-3.)
+    static func geglu(gate: Matrix, up: Matrix) {
+        precondition(gate.rows == up.rows && gate.cols == up.cols, "geglu: shape mismatch")
+        let table = geluTable.base
+        for r in 0 ..< gate.rows {
+            let g = gate.row(r), u = up.row(r)
+            for i in 0 ..< gate.cols {
+                let x = g[i]
+                let y = x <= -10 ? 0 : x >= 10 ? x : table[Int(Float16(x).bitPattern)]
+                g[i] = y * u[i]
+            }
+        }
+    }
+
+    /// GELU (tanh) of every half-precision value, rounded to half precision.
+    static let geluTable: FloatBuffer = {
+        let t = FloatBuffer(count: 1 << 16, zeroed: false)
+        for bits in 0 ..< (1 << 16) {
+            let x = Float(Float16(bitPattern: UInt16(bits)))
+            t.base[bits] = Float(Float16(0.5 * x * (1 + Foundation.tanh(0.7978845608028654 * x * (1 + 0.044715 * x * x)))))
+        }
+        return t
+    }()
+
+    /// RMS norm of each `width`-wide head of every row, in place, with one weight vector for all
+    /// heads (QK-norm).
+    static func headNorm(x: Matrix, heads: Int, width: Int, weight: FloatBuffer, eps: Float) {
+        precondition(heads * width <= x.cols && weight.count == width, "headNorm: shape mismatch")
+        for r in 0 ..< x.rows {
+            let head = Matrix(base: x.row(r), rows: heads, cols: width, stride: width)
+            rmsNorm(x: head, weight: weight, eps: eps, y: head)
+        }
+    }
+
+    /// `into += rmsNorm(x) · weight` row by row (a post-norm added to the residual).
+    static func rmsNormAdd(x: Matrix, weight: FloatBuffer, eps: Float, into y: Matrix) {
+        precondition(x.rows == y.rows && x.cols == y.cols && weight.count == x.cols, "rmsNormAdd: shape mismatch")
+        let n = x.cols, w = weight.base
+        for r in 0 ..< x.rows {
+            let xr = x.row(r), yr = y.row(r)
+            var ss: Double = 0
+            for i in 0 ..< n { let v = Double(xr[i]); ss += v * v }
+            let scale = Float(1.0 / (ss / Double(n) + Double(eps)).squareRoot())
+            for i in 0 ..< n { yr[i] += xr[i] * scale * w[i] }
+        }
+    }
+
+    /// Multiplies every element of the first `count` rows by `s`.
+    static func scale(_ x: Matrix, rows count: Int, by s: Float) {
+        for r in 0 ..< count { let row = x.row(r); for i in 0 ..< x.cols { row[i] *= s } }
     }
 
     /// Copies embedding rows for each token id.
@@ -110,7 +169,8 @@ public enum RopeStyle: String, Sendable {
     case neox
 }
 
-/// cos and sin of `pos · base^(-2i/ropeDim)` for every position and pair, computed once in Double.
+/// cos and sin of `pos · scale · base^(-2i/ropeDim) / factor[i]` for every position and pair,
+/// computed once in Double (`factor`: Llama 3's `rope_freqs`, else 1).
 final class RopeTable: @unchecked Sendable {
     let positions: Int
     let pairs: Int
@@ -118,14 +178,15 @@ final class RopeTable: @unchecked Sendable {
     let cos: FloatBuffer
     let sin: FloatBuffer
 
-    init(positions: Int, ropeDim: Int, base: Double, style: RopeStyle) {
+    init(positions: Int, ropeDim: Int, base: Double, style: RopeStyle, positionScale: Double = 1, factors: FloatBuffer? = nil) {
         self.positions = positions
         pairs = ropeDim / 2
         self.style = style
+        precondition(factors.map { $0.count == ropeDim / 2 } ?? true, "rope factors: one per pair")
         cos = FloatBuffer(count: positions * pairs, zeroed: false)
         sin = FloatBuffer(count: positions * pairs, zeroed: false)
         for i in 0 ..< pairs {
-            let freq = Foundation.pow(base, -2.0 * Double(i) / Double(ropeDim))
+            let freq = Foundation.pow(base, -2.0 * Double(i) / Double(ropeDim)) * positionScale / Double(factors?.base[i] ?? 1)
             for p in 0 ..< positions {
                 let theta = Double(p) * freq
                 cos.base[p * pairs + i] = Float(Foundation.cos(theta))

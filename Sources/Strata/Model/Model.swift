@@ -7,6 +7,8 @@ import Synchronization
 public final class Model: Sendable {
     public let config: ModelConfig
     public let weights: ModelWeights
+    /// The forward pass, as the architecture's file describes it.
+    public let plan: ModelPlan
     public let gguf: GGUFFile
     public var path: String { gguf.path }
     private let packedCache = Mutex<[ActivationMode: PackedWeights]>([:])
@@ -15,7 +17,8 @@ public final class Model: Sendable {
         let file = try GGUFFile(path: path)
         gguf = file
         config = try ModelConfig(gguf: file)
-        weights = try ModelWeights(gguf: file, config: config, mode: mode)
+        plan = try config.architecture.plan(config, gguf: file)
+        weights = try ModelWeights(gguf: file, plan: plan, mode: mode)
     }
 
     /// The weights repacked for the `simd` backend, made on first use (once per model, however
@@ -25,7 +28,7 @@ public final class Model: Sendable {
     public func packedWeights(activations: ActivationMode = .f32) -> PackedWeights {
         packedCache.withLock { cached in
             if let made = cached[activations] { return made }
-            let made = PackedWeights(weights, config, activations: activations)
+            let made = PackedWeights(weights, plan, activations: activations)
             cached[activations] = made
             return made
         }
@@ -33,7 +36,7 @@ public final class Model: Sendable {
 
     /// Bytes `packedWeights(activations:)` takes (or would take), without making it.
     public func packedWeightBytes(activations: ActivationMode = .f32) -> Int {
-        PackedWeights.bytes(for: weights, activations: activations)
+        PackedWeights.bytes(for: weights, plan: plan, activations: activations)
     }
 
     /// Whether `packedWeights(activations:)` has been made.

@@ -1,4 +1,5 @@
-/// Hyperparameters of a Llama-family model, read from GGUF metadata (`{arch}.*` keys).
+/// Hyperparameters of a decoder model, read from GGUF metadata (`{arch}.*` keys). What an
+/// architecture does with them is its plan (`Architectures/`).
 public struct ModelConfig: Sendable, Equatable {
     public var architecture: Architecture
     public var blockCount: Int
@@ -12,6 +13,8 @@ public struct ModelConfig: Sendable, Equatable {
     public var rmsEpsilon: Float
     public var ropeBase: Double
     public var ropeDim: Int
+    /// Positions are multiplied by this before RoPE (1 / `rope.scaling.factor` for linear scaling).
+    public var ropePositionScale: Double = 1
 
     /// Width of all query heads together.
     public var qDim: Int { headCount * headDim }
@@ -40,11 +43,18 @@ public struct ModelConfig: Sendable, Equatable {
         headCount = try positive("attention.head_count")
         headCountKV = try positive("attention.head_count_kv", default: headCount)
         contextLength = try positive("context_length")
-        guard embeddingLength % headCount == 0 else {
-            throw ModelError.invalidHyperparameter(key: p + "attention.head_count", value: String(headCount),
-                                                   reason: "does not divide embedding_length \(embeddingLength)")
+        if gguf.metadata[p + "attention.key_length"] == nil {
+            guard embeddingLength % headCount == 0 else {
+                throw ModelError.invalidHyperparameter(key: p + "attention.head_count", value: String(headCount),
+                                                       reason: "does not divide embedding_length \(embeddingLength)")
+            }
         }
         headDim = try positive("attention.key_length", default: embeddingLength / headCount)
+        let valueDim = try positive("attention.value_length", default: headDim)
+        guard valueDim == headDim else {
+            throw ModelError.invalidHyperparameter(key: p + "attention.value_length", value: String(valueDim),
+                                                   reason: "value heads of a size other than the key heads (\(headDim)) are not implemented")
+        }
         guard headCount % headCountKV == 0 else {
             throw ModelError.invalidHyperparameter(key: p + "attention.head_count_kv", value: String(headCountKV),
                                                    reason: "does not divide head_count \(headCount)")
@@ -65,8 +75,15 @@ public struct ModelConfig: Sendable, Equatable {
             throw ModelError.invalidHyperparameter(key: p + "rope.freq_base", value: String(ropeBase), reason: "must be a finite number above 1")
         }
         if let scaling = gguf.metadata[p + "rope.scaling.type"]?.stringValue, scaling != "none" {
-            throw ModelError.invalidHyperparameter(key: p + "rope.scaling.type", value: scaling,
-                                                   reason: "RoPE scaling is not supported yet")
+            guard scaling == "linear" else {
+                throw ModelError.invalidHyperparameter(key: p + "rope.scaling.type", value: scaling,
+                                                       reason: "Strata implements RoPE scaling 'none' and 'linear' only")
+            }
+            let factor = try gguf.double(p + "rope.scaling.factor")
+            guard factor >= 1, factor.isFinite else {
+                throw ModelError.invalidHyperparameter(key: p + "rope.scaling.factor", value: String(factor), reason: "must be a finite number of at least 1")
+            }
+            ropePositionScale = 1 / factor
         }
         guard let embd = gguf.tensorInfo("token_embd.weight") else { throw ModelError.missingTensor("token_embd.weight") }
         guard embd.dims.count == 2, embd.dims[0] == embeddingLength else {

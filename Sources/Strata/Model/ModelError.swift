@@ -5,6 +5,7 @@ public enum ModelError: Error, Equatable, CustomStringConvertible {
     case wrongShape(tensor: String, expected: [Int], found: [Int])
     case invalidHyperparameter(key: String, value: String, reason: String)
     case modelNotFound(String)
+    case unusedTensors([String], architecture: String)
 
     public var description: String {
         switch self {
@@ -14,6 +15,9 @@ public enum ModelError: Error, Equatable, CustomStringConvertible {
         case let .wrongShape(n, e, f): return "tensor '\(n)' has shape \(f), expected \(e)"
         case let .invalidHyperparameter(key, value, reason): return "metadata '\(key)' = \(value): \(reason)"
         case let .modelNotFound(msg): return msg
+        case let .unusedTensors(names, a):
+            let shown = names.prefix(5).joined(separator: ", ") + (names.count > 5 ? " and \(names.count - 5) more" : "")
+            return "the file holds tensors Strata's '\(a)' forward pass does not use (\(shown)); refusing to run without them, since the model needs something Strata does not implement"
         }
     }
 }

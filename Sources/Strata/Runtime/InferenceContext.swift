@@ -3,9 +3,9 @@ import Dispatch
 import Foundation
 
 /// Runs the forward pass of a `Model`: owns the activation buffers and the KV cache, both
-/// allocated once, and executes the op plan layer by layer over a `Batch`.
-///
-/// KV cache layout: `[layer][slot][position][kvDim]`, keys and values in separate buffers.
+/// allocated once, and executes the model's plan op by op over a `Batch`. It knows ops (norm,
+/// projection, RoPE, attention…), not architectures: `Architectures/` describes each model's
+/// pass as a `ModelPlan`, which `init` binds to memory once.
 public final class InferenceContext {
     public let model: Model
     public let backend: Backend
@@ -26,7 +26,7 @@ public final class InferenceContext {
     public var logitLens: LogitLens?
 
     /// Tokens held per slot.
-    public private(set) var lengths: [Int]
+    public internal(set) var lengths: [Int]
 
     /// Bytes held by the KV cache and by the activation buffers.
     public let kvCacheBytes: Int
@@ -34,24 +34,16 @@ public final class InferenceContext {
     /// Bytes of the model's packed weight copy this context runs on (`simd`; 0 otherwise).
     public var packedWeightBytes: Int { packed?.bytes ?? 0 }
 
-    private let c: ModelConfig
-    private let w: ModelWeights
+    let c: ModelConfig
     private let packed: PackedWeights?       // the `simd` backend's copy of the matrices
-    private let rope: RopeTable
-    private let kCache, vCache: KVBuffer      // [layers, slots, positions, kvDim]; `simd`: see `Attention.transposedRow`
+    let cache: KVCache
     /// What the KV cache stores (float32 or half precision).
     public let cacheType: KVCacheType
-    /// Positions held per slot in the cache: the context length, rounded up to whole key blocks
-    /// for `simd` (whose transposed keys are scored a block at a time).
-    private let cachePositions: Int
-    private let x: FloatBuffer                // [T, embd] residual stream
-    private let xb: FloatBuffer               // [T, embd] normed input of a sub-layer
-    private let q: FloatBuffer                // [T, qDim]
-    private let k, v: FloatBuffer             // [T, kvDim]
-    private let att: FloatBuffer              // [T, qDim] attention output, heads side by side
-    private let gate, up: FloatBuffer         // [T, ff]
-    private let scores: FloatBuffer           // [T, ctx] one head at a time (blas, naive)
-    private let rowScratch: FloatBuffer       // [threads, 3, positions] scores of up to three heads for the fused row kernels
+    /// Activation buffers by slot (`[T, width]` each; unused slots empty).
+    private let buffers: [FloatBuffer]
+    private let widths: [Int]
+    let scores: FloatBuffer           // [T, ctx] one head at a time (blas, naive)
+    let rowScratch: FloatBuffer       // [threads, 3, positions] scores of up to three heads for the fused row kernels
     private let xOut: FloatBuffer             // [L, embd] final-normed rows that need logits
     private let logitsBuf: FloatBuffer        // [L, vocab]
     private let positions: UnsafeMutablePointer<Int32>  // [T]
@@ -64,11 +56,38 @@ public final class InferenceContext {
     /// What the simd backend multiplies quantized weights with.
     public let activations: ActivationMode
     private var logitsRowsReady = 0
+    /// The plan bound to this context's memory.
+    private let steps: [Step]
+    /// The final norm and LM head (for the logit lens).
+    private let finalNorm: FloatBuffer
+    private let lmHead: (WeightMatrix, PackedMatrix?)
+
+    /// A plan step with its tensors and buffers resolved.
+    private struct Step {
+        let op: Op
+        let kernel: Kernel
+        /// The last op of its block (where the logit lens reads the residual).
+        let endsBlock: Bool
+    }
+
+    private enum Kernel {
+        case embed(WeightMatrix, scale: Float)
+        case norm(FloatBuffer, from: Slot, to: Slot)
+        case headNorm(FloatBuffer, slot: Slot, heads: Int)
+        case linear(WeightMatrix, PackedMatrix?, bias: FloatBuffer?, from: Slot, to: [Slot], accumulate: Bool)
+        case rope(RopeTable)
+        case storeKV(layer: Int)
+        case attention(layer: Int, window: Int?, scale: Float)
+        case normAdd(FloatBuffer, from: Slot, into: Slot)
+        case gated(Activation)
+        case outputNorm(FloatBuffer)
+        case output(WeightMatrix, PackedMatrix?)
+    }
 
     public init(model: Model, options: ContextOptions = ContextOptions()) throws {
         self.model = model
         c = model.config
-        w = model.weights
+        let mp = model.plan
         backend = options.backend
         let ctx = options.contextLength ?? c.contextLength
         guard ctx >= 1, ctx <= 1 << 22 else { throw InferenceError.invalidOption("--ctx must be between 1 and 4194304, got \(ctx)") }
@@ -87,34 +106,38 @@ public final class InferenceContext {
         maxLogitsRows = max(1, min(options.maxLogitsRows ?? options.slots, options.maxBatchTokens))
 
         let T = maxBatchTokens, L = maxLogitsRows
-        cachePositions = options.backend == .simd ? (ctx + Attention.keyBlock - 1) / Attention.keyBlock * Attention.keyBlock : ctx
+        let cachePositions = KVCache.positions(contextLength: ctx, transposed: options.backend == .simd)
+        let rowWidths = Slot.allCases.reduce(0) { $0 + mp.width($1) }
+        var ropeSpecs: [RopeSpec] = []
+        for s in mp.steps { if case let .rope(r) = s.action, !ropeSpecs.contains(r) { ropeSpecs.append(r) } }
         // The sizes below multiply header values and options; beyond any memory they could also
         // overflow Int, so an impossible request is refused here, sized in floating point.
         let planned = 8 * Double(c.blockCount) * Double(slots) * Double(cachePositions) * Double(c.kvDim)
-            + 4 * Double(T) * (Double(ctx) + 2 * Double(c.embeddingLength + c.qDim + c.kvDim + c.feedForwardLength))
-            + 4 * Double(L) * Double(c.embeddingLength + c.vocabSize) + 4 * Double(ctx) * Double(c.ropeDim)
+            + 4 * Double(T) * (Double(ctx) + Double(rowWidths))
+            + 4 * Double(L) * Double(c.embeddingLength + c.vocabSize) + 4 * Double(ctx) * Double(c.ropeDim * ropeSpecs.count)
         guard planned < 1e17 else {
             throw InferenceError.outOfMemory(needed: Int(min(planned, 9e18)), available: availableMemory(),
                                              detail: "KV cache and activations for \(slots) slot(s) × \(ctx) positions × \(c.blockCount) layers")
         }
-        let kvElements = c.blockCount * slots * cachePositions * c.kvDim
+        let kvElements = KVCache.elements(layers: c.blockCount, slots: slots, positions: cachePositions, kvDim: c.kvDim)
         // The score matrix serves the GEMM attention of blas and naive; simd's fused kernel scores
         // into its per-thread rows instead.
         let scoreElements = options.backend == .simd ? 0 : T * ctx
-        let scratchElements = T * (2 * c.embeddingLength + 2 * c.qDim + 2 * c.kvDim + 2 * c.feedForwardLength) + scoreElements
-            + L * (c.embeddingLength + c.vocabSize) + ctx * c.ropeDim
+        let scratchElements = T * rowWidths + scoreElements + L * (c.embeddingLength + c.vocabSize) + ctx * c.ropeDim * ropeSpecs.count
         threads = min(options.threads ?? ThreadPool.shared.width, ThreadPool.shared.width)
         cacheType = options.cacheType
         kvCacheBytes = 2 * kvElements * cacheType.bytesPerElement
-        let quantized = model.weights.matrices.contains { !$0.isFloat }
-        let maxCols = model.weights.matrices.reduce(0) { max($0, $1.cols) }
+        let weights = model.weights
+        let multiplied = PackedWeights.multiplied(mp).map { weights.matrix($0) }
+        let quantized = multiplied.contains { !$0.isFloat }
+        let maxCols = multiplied.reduce(0) { max($0, $1.cols) }
         weightScratchStride = !quantized ? 0 : backend == .simd ? PackedMatrix.width * maxCols : GEMM.scratchFloats(backend, cols: maxCols)
         let weightScratchElements = backend == .simd ? threads * weightScratchStride : weightScratchStride
         activations = options.activations
         let q8Blocks = quantized && backend == .simd && activations == .q8 ? T * ((maxCols + 31) / 32) : 0
         scratchBytes = (scratchElements + 3 * threads * cachePositions + weightScratchElements) * 4 + q8Blocks * MemoryLayout<strata_q8_block>.stride
         let packBytes = backend == .simd && !model.hasPackedWeights(activations: activations)
-            ? PackedWeights.bytes(for: model.weights, activations: activations) : 0
+            ? model.packedWeightBytes(activations: activations) : 0
         let available = availableMemory()
         guard kvCacheBytes + scratchBytes + packBytes <= available else {
             var detail = "KV cache \(formatBytes(kvCacheBytes)) for \(slots) slot(s) × \(ctx) positions, activations \(formatBytes(scratchBytes))"
@@ -123,21 +146,12 @@ public final class InferenceContext {
         }
 
         BLASThreads.set(options.threads ?? ProcessInfo.processInfo.activeProcessorCount)
-        packed = backend == .simd ? model.packedWeights(activations: activations) : nil
-        rope = RopeTable(positions: ctx, ropeDim: c.ropeDim, base: c.ropeBase, style: c.architecture.ropeStyle)
-        // Not zeroed: a position is written before any kernel reads it (the simd kernel's last key
-        // block also scores positions past the visible ones, but those scores are never used), and
-        // zeroing would touch every page up front: 6 GB for 16 slots of 8192 positions.
-        kCache = KVBuffer(type: cacheType, count: kvElements)
-        vCache = KVBuffer(type: cacheType, count: kvElements)
-        x = FloatBuffer(count: T * c.embeddingLength)
-        xb = FloatBuffer(count: T * c.embeddingLength)
-        q = FloatBuffer(count: T * c.qDim)
-        k = FloatBuffer(count: T * c.kvDim)
-        v = FloatBuffer(count: T * c.kvDim)
-        att = FloatBuffer(count: T * c.qDim)
-        gate = FloatBuffer(count: T * c.feedForwardLength)
-        up = FloatBuffer(count: T * c.feedForwardLength)
+        let packed = backend == .simd ? model.packedWeights(activations: activations) : nil
+        self.packed = packed
+        cache = KVCache(type: cacheType, layers: c.blockCount, slots: slots, contextLength: ctx,
+                        headDim: c.headDim, kvHeads: c.headCountKV, transposed: backend == .simd)
+        buffers = Slot.allCases.map { FloatBuffer(count: T * mp.width($0)) }
+        widths = mp.widths
         scores = FloatBuffer(count: scoreElements)
         rowScratch = FloatBuffer(count: 3 * threads * cachePositions)
         xOut = FloatBuffer(count: L * c.embeddingLength)
@@ -147,7 +161,43 @@ public final class InferenceContext {
         positions = .allocate(capacity: T)
         positions.initialize(repeating: 0, count: T)
         lengths = Array(repeating: 0, count: slots)
-        plan = Plan.llama(blockCount: c.blockCount)
+        plan = mp.ops
+
+        // Bind the plan: tensors by name, one RoPE table per distinct RoPE.
+        let ropeDim = c.ropeDim
+        let tables = ropeSpecs.map { r in
+            RopeTable(positions: ctx, ropeDim: ropeDim, base: r.base, style: r.style, positionScale: r.positionScale,
+                      factors: r.factorsTensor.map { weights.vector($0) })
+        }
+        var bound: [Step] = []
+        for (i, s) in mp.steps.enumerated() {
+            let kernel: Kernel
+            switch s.action {
+            case let .embed(table, scale): kernel = .embed(weights.matrix(table), scale: scale)
+            case let .norm(w, from, to): kernel = .norm(weights.vector(w), from: from, to: to)
+            case let .headNorm(w, slot, heads): kernel = .headNorm(weights.vector(w), slot: slot, heads: heads)
+            case let .linear(w, bias, from, to, acc):
+                kernel = .linear(weights.matrix(w), packed?.matrix(w), bias: bias.map { weights.vector($0) }, from: from, to: to, accumulate: acc)
+            case let .rope(r): kernel = .rope(tables[ropeSpecs.firstIndex(of: r)!])
+            case .storeKV: kernel = .storeKV(layer: s.op.layer!)
+            case let .attention(window, scale): kernel = .attention(layer: s.op.layer!, window: window, scale: scale)
+            case let .normAdd(w, from, into): kernel = .normAdd(weights.vector(w), from: from, into: into)
+            case let .gated(a): kernel = .gated(a)
+            case let .outputNorm(w): kernel = .outputNorm(weights.vector(w))
+            case let .output(w): kernel = .output(weights.matrix(w), packed?.matrix(w))
+            }
+            let next = i + 1 < mp.steps.count ? mp.steps[i + 1].op.layer : nil
+            bound.append(Step(op: s.op, kernel: kernel, endsBlock: s.op.layer != nil && next != s.op.layer))
+        }
+        steps = bound
+        var head: (WeightMatrix, PackedMatrix?)?, norm: FloatBuffer?
+        for s in bound {
+            if case let .output(w, p) = s.kernel { head = (w, p) }
+            if case let .outputNorm(w) = s.kernel { norm = w }
+        }
+        guard let head, let norm else { preconditionFailure("a plan without output_norm and output") }
+        lmHead = head
+        finalNorm = norm
     }
 
     deinit { positions.deallocate(); q8.deallocate() }
@@ -230,9 +280,9 @@ public final class InferenceContext {
                 // Ops are timed back to back: each one from the end of the previous one, so the
                 // plan's own loop overhead is charged to the op it leads into and nothing is lost.
                 lastTimestamp = now()
-                for op in plan { runTimed(op, observer: observer, batch: batch, tokens: tokens, T: T) }
+                for step in steps { runTimed(step, observer: observer, batch: batch, tokens: tokens, T: T) }
             } else {
-                for op in plan { execute(op, batch: batch, tokens: tokens, T: T) }
+                for step in steps { execute(step, batch: batch, tokens: tokens, T: T) }
             }
         }
         for e in batch.entries { lengths[e.slot] += e.count }
@@ -259,12 +309,13 @@ public final class InferenceContext {
     // MARK: - Ops
 
     @inline(__always)
-    private func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+    func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
 
-    private var lastTimestamp: UInt64 = 0
+    var lastTimestamp: UInt64 = 0
 
-    private func runTimed(_ op: Op, observer: ExecutionObserver, batch: Batch, tokens: UnsafeBufferPointer<Int32>, T: Int) {
-        execute(op, batch: batch, tokens: tokens, T: T)
+    private func runTimed(_ step: Step, observer: ExecutionObserver, batch: Batch, tokens: UnsafeBufferPointer<Int32>, T: Int) {
+        execute(step, batch: batch, tokens: tokens, T: T)
+        let op = step.op
         if op.kind == .attnScores { return }   // the attention step records its own parts
         let t1 = now()
         // The final norm and the LM head run only on the rows that need logits.
@@ -273,101 +324,103 @@ public final class InferenceContext {
         lastTimestamp = t1
     }
 
-    private func execute(_ op: Op, batch: Batch, tokens: UnsafeBufferPointer<Int32>, T: Int) {
-        let E = c.embeddingLength, F = c.feedForwardLength
-        switch op.kind {
-        case .tokenEmbd:
-            Ops.embed(tokens: tokens.baseAddress!, count: T, table: w.tokenEmbd, into: x.matrix(rows: T, cols: E))
-        case .attnNorm:
-            let weight = w.layers[op.layer!].attnNorm
-            byRows(T) { r in Ops.rmsNorm(x: x.matrix(rows: T, cols: E).rows(r), weight: weight, eps: c.rmsEpsilon, y: xb.matrix(rows: T, cols: E).rows(r)) }
-        case .attnQ:
-            project(xb, E, w.layers[op.layer!].attnQ, packed?.layers[op.layer!].attnQ, q, c.qDim, T, bias: w.layers[op.layer!].attnQBias)
-        case .attnK:
-            project(xb, E, w.layers[op.layer!].attnK, packed?.layers[op.layer!].attnK, k, c.kvDim, T, bias: w.layers[op.layer!].attnKBias)
-        case .attnV:
-            project(xb, E, w.layers[op.layer!].attnV, packed?.layers[op.layer!].attnV, v, c.kvDim, T, bias: w.layers[op.layer!].attnVBias)
-        case .rope:
+    @inline(__always)
+    func buffer(_ s: Slot) -> FloatBuffer { buffers[s.rawValue] }
+
+    /// `[T, width]` view of a slot's buffer.
+    @inline(__always)
+    func rows(_ s: Slot, _ T: Int) -> Matrix { buffers[s.rawValue].matrix(rows: T, cols: widths[s.rawValue]) }
+
+    private func execute(_ step: Step, batch: Batch, tokens: UnsafeBufferPointer<Int32>, T: Int) {
+        let E = c.embeddingLength
+        switch step.kernel {
+        case let .embed(table, scale):
+            let x = rows(.residual, T)
+            Ops.embed(tokens: tokens.baseAddress!, count: T, table: table, into: x)
+            if scale != 1 { Ops.scale(x, rows: T, by: scale) }
+        case let .norm(weight, from, to):
+            let x = rows(from, T), y = rows(to, T)
+            byRows(T) { r in Ops.rmsNorm(x: x.rows(r), weight: weight, eps: c.rmsEpsilon, y: y.rows(r)) }
+        case let .headNorm(weight, slot, heads):
+            let x = rows(slot, T), hd = c.headDim
+            byRows(T) { r in Ops.headNorm(x: x.rows(r), heads: heads, width: hd, weight: weight, eps: c.rmsEpsilon) }
+        case let .linear(weight, packedWeight, bias, from, to, accumulate):
+            let out = to.count == 1 ? rows(to[0], T) : rows(.fused, T)
+            linear(rows(from, T), weight, packedWeight, Matrix(base: out.base, rows: T, cols: weight.rows, stride: out.stride), accumulate: accumulate)
+            if let bias { Ops.addBias(x: Matrix(base: out.base, rows: T, cols: weight.rows, stride: out.stride), bias: bias) }
+            if to.count > 1 {
+                // A fused projection: its columns, in order, to each output.
+                var col = 0
+                for s in to {
+                    let dst = rows(s, T)
+                    Ops.copyRows(from: Matrix(base: out.base + col, rows: T, cols: dst.cols, stride: out.stride), rows: 0 ..< T, to: dst, at: 0)
+                    col += dst.cols
+                }
+            }
+        case let .rope(table):
+            let q = rows(.q, T), k = rows(.k, T)
             byRows(T) { r in
-                Ops.rope(x: q.matrix(rows: T, cols: c.qDim).rows(r), heads: c.headCount, headDim: c.headDim, positions: positions + r.lowerBound, table: rope)
-                Ops.rope(x: k.matrix(rows: T, cols: c.kvDim).rows(r), heads: c.headCountKV, headDim: c.headDim, positions: positions + r.lowerBound, table: rope)
+                Ops.rope(x: q.rows(r), heads: c.headCount, headDim: c.headDim, positions: positions + r.lowerBound, table: table)
+                Ops.rope(x: k.rows(r), heads: c.headCountKV, headDim: c.headDim, positions: positions + r.lowerBound, table: table)
             }
-        case .kvStore:
-            switch cacheType {
-            case .f32: storeKV(Float.self, layer: op.layer!, batch: batch)
-            case .f16: storeKV(Float16.self, layer: op.layer!, batch: batch)
+        case let .storeKV(layer):
+            let k = buffer(.k).base, v = buffer(.v).base
+            for e in batch.entries where e.count > 0 {
+                cache.store(layer: layer, slot: e.slot, start: lengths[e.slot], rows: e.count,
+                            k: k + e.rowStart * c.kvDim, v: v + e.rowStart * c.kvDim)
             }
-        case .attnScores:
-            attention(layer: op.layer!, batch: batch, T: T)
-        case .attnSoftmax, .attnValues, .attnFused:
-            break  // run inside the attention step
-        case .attnOutput:
-            linear(att.matrix(rows: T, cols: c.qDim), w.layers[op.layer!].attnOutput, packed?.layers[op.layer!].attnOutput,
-                   x.matrix(rows: T, cols: E), accumulate: true)
-        case .ffnNorm:
-            let weight = w.layers[op.layer!].ffnNorm
-            byRows(T) { r in Ops.rmsNorm(x: x.matrix(rows: T, cols: E).rows(r), weight: weight, eps: c.rmsEpsilon, y: xb.matrix(rows: T, cols: E).rows(r)) }
-        case .ffnGate:
-            project(xb, E, w.layers[op.layer!].ffnGate, packed?.layers[op.layer!].ffnGate, gate, F, T, bias: nil)
-        case .ffnUp:
-            project(xb, E, w.layers[op.layer!].ffnUp, packed?.layers[op.layer!].ffnUp, up, F, T, bias: nil)
-        case .ffnAct:
-            byRows(T) { r in Ops.swiglu(gate: gate.matrix(rows: T, cols: F).rows(r), up: up.matrix(rows: T, cols: F).rows(r)) }
-        case .ffnDown:
-            linear(gate.matrix(rows: T, cols: F), w.layers[op.layer!].ffnDown, packed?.layers[op.layer!].ffnDown,
-                   x.matrix(rows: T, cols: E), accumulate: true)
-            if let lens = logitLens, let e = batch.entries.first(where: { $0.logits != .none && $0.count > 0 }) {
-                // What the model would predict if it stopped here: the same norm and LM head.
-                let row = e.rowStart + e.count - 1, l = op.layer!
-                Ops.rmsNorm(x: Matrix(base: x.matrix(rows: T, cols: E).row(row), rows: 1, cols: E, stride: E), weight: w.outputNorm,
-                            eps: c.rmsEpsilon, y: lens.normed.matrix(rows: 1, cols: E))
-                linear(lens.normed.matrix(rows: 1, cols: E), w.output, packed?.output,
-                       lens.buffer.matrix(offset: l * c.vocabSize, rows: 1, cols: c.vocabSize))
+        case let .attention(layer, window, scale):
+            attention(layer: layer, window: window, scale: scale, batch: batch, T: T)
+        case let .normAdd(weight, from, into):
+            let x = rows(from, T), y = rows(into, T)
+            byRows(T) { r in Ops.rmsNormAdd(x: x.rows(r), weight: weight, eps: c.rmsEpsilon, into: y.rows(r)) }
+        case let .gated(activation):
+            let g = rows(.gate, T), u = rows(.up, T)
+            switch activation {
+            case .silu: byRows(T) { r in Ops.swiglu(gate: g.rows(r), up: u.rows(r)) }
+            case .geluTanh: byRows(T) { r in Ops.geglu(gate: g.rows(r), up: u.rows(r)) }
             }
-        case .outputNorm:
+        case let .outputNorm(weight):
             // Gather only the rows that need logits, normalising as they are copied.
-            let src = x.matrix(rows: T, cols: E)
+            let src = rows(.residual, T)
             var out = 0
             for e in batch.entries {
-                let rows: Range<Int>
+                let range: Range<Int>
                 switch e.logits {
                 case .none: continue
                 case .last:
                     guard e.count > 0 else { continue }   // an empty entry has no last row
-                    rows = (e.rowStart + e.count - 1) ..< (e.rowStart + e.count)
-                case .all: rows = e.rowStart ..< e.rowStart + e.count
+                    range = (e.rowStart + e.count - 1) ..< (e.rowStart + e.count)
+                case .all: range = e.rowStart ..< e.rowStart + e.count
                 }
-                if rows.isEmpty { continue }
-                let n = rows.count
-                Ops.rmsNorm(x: Matrix(base: src.row(rows.lowerBound), rows: n, cols: E, stride: E), weight: w.outputNorm,
+                if range.isEmpty { continue }
+                let n = range.count
+                Ops.rmsNorm(x: Matrix(base: src.row(range.lowerBound), rows: n, cols: E, stride: E), weight: weight,
                             eps: c.rmsEpsilon, y: xOut.matrix(offset: out * E, rows: n, cols: E))
                 out += n
             }
-        case .output:
+        case let .output(weight, packedWeight):
             let L = batch.logitsRows
             if L > 0 {
-                linear(xOut.matrix(rows: L, cols: E), w.output, packed?.output, logitsBuf.matrix(rows: L, cols: c.vocabSize))
+                linear(xOut.matrix(rows: L, cols: E), weight, packedWeight, logitsBuf.matrix(rows: L, cols: c.vocabSize))
             }
-        case .sampling:
-            break
+        }
+        if step.endsBlock, let lens = logitLens, let e = batch.entries.first(where: { $0.logits != .none && $0.count > 0 }) {
+            // What the model would predict if it stopped here: the same norm and LM head.
+            let row = e.rowStart + e.count - 1, l = step.op.layer!
+            Ops.rmsNorm(x: Matrix(base: rows(.residual, T).row(row), rows: 1, cols: E, stride: E), weight: finalNorm,
+                        eps: c.rmsEpsilon, y: lens.normed.matrix(rows: 1, cols: E))
+            linear(lens.normed.matrix(rows: 1, cols: E), lmHead.0, lmHead.1,
+                   lens.buffer.matrix(offset: l * c.vocabSize, rows: 1, cols: c.vocabSize))
         }
     }
 
-    /// Runs a row-wise op (norm, RoPE, SwiGLU) over rows `0 ..< T`: on the simd backend split
+    /// Runs a row-wise op (norm, RoPE, activation) over rows `0 ..< T`: on the simd backend split
     /// across the pool's threads, each row computed exactly as it would be alone; else in one go.
     @inline(__always)
     private func byRows(_ T: Int, _ body: (Range<Int>) -> Void) {
         guard backend == .simd, threads > 1, T > 1 else { body(0 ..< T); return }
         ThreadPool.shared.run(parts: min(threads, T)) { t, n in body(T * t / n ..< T * (t + 1) / n) }
-    }
-
-    /// `out[T, n] = input[T, k] · Wᵀ (+ bias)`.
-    @inline(__always)
-    private func project(_ input: FloatBuffer, _ kDim: Int, _ weight: WeightMatrix, _ packedWeight: PackedMatrix?,
-                         _ out: FloatBuffer, _ n: Int, _ T: Int, bias: FloatBuffer?) {
-        let y = out.matrix(rows: T, cols: n)
-        linear(input.matrix(rows: T, cols: kDim), weight, packedWeight, y)
-        if let bias { Ops.addBias(x: y, bias: bias) }
     }
 
     /// `out = a · Wᵀ (+ out)` with `W: [out.cols × a.cols]`: the packed kernel when the context
@@ -380,183 +433,6 @@ public final class InferenceContext {
         } else {
             GEMM.run(backend, a: a, weight: weight, c: out, accumulate: accumulate,
                      scratch: weightScratch.base, scratchFloats: weightScratchStride)
-        }
-    }
-
-    @inline(__always)
-    private func cacheOffset(layer: Int, slot: Int) -> Int { ((layer * slots) + slot) * cachePositions * c.kvDim }
-
-    /// Appends the step's keys and values to their slots, converted to the cache's type. `simd`:
-    /// the layout `Attention.transposedRow` reads (keys in transposed blocks, values head by
-    /// head); otherwise row-major `[position][kvDim]`.
-    private func storeKV<E: KVElement>(_: E.Type, layer l: Int, batch: Batch) {
-        let kc = kCache.elements(E.self), vc = vCache.elements(E.self)
-        let hd = c.headDim, kb = Attention.keyBlock, kvDim = c.kvDim
-        for e in batch.entries {
-            let base = cacheOffset(layer: l, slot: e.slot)
-            for i in 0 ..< e.count {
-                let pos = lengths[e.slot] + i
-                let kSrc = k.base + (e.rowStart + i) * kvDim, vSrc = v.base + (e.rowStart + i) * kvDim
-                if backend == .simd {
-                    for g in 0 ..< c.headCountKV {
-                        let kDst = kc + base + (g * cachePositions + pos / kb * kb) * hd + pos % kb
-                        let vDst = vc + base + (g * cachePositions + pos) * hd
-                        for d in 0 ..< hd { kDst[d * kb] = E(kSrc[g * hd + d]); vDst[d] = E(vSrc[g * hd + d]) }
-                    }
-                } else {
-                    let kDst = kc + base + pos * kvDim, vDst = vc + base + pos * kvDim
-                    for d in 0 ..< kvDim { kDst[d] = E(kSrc[d]); vDst[d] = E(vSrc[d]) }
-                }
-            }
-        }
-    }
-
-    /// Sequences with at most this many rows in a step take the fused row kernel (BLAS backend).
-    static let fusedRowLimit = 8
-    /// Row block of the causal GEMM path: keys after a block's last row are never scored.
-    static let causalBlock = 128
-
-    /// Grouped-query attention for every sequence of the step. Query head `h` reads key/value head
-    /// `g = h / groupSize`. The naive backend runs, per head, scores `[T, S] = q_h · K_gᵀ`, the fused
-    /// causal softmax, then `att_h = P · V_g`, all with textbook loops. The BLAS backend runs short
-    /// sequences (decode rows) through the fused row kernel and long ones (prefill) as BLAS GEMMs in
-    /// causal row blocks. (Spreading the fused kernel over Dispatch threads measured slower: they
-    /// compete with OpenBLAS's own spinning worker threads for the same cores.)
-    private func attention(layer: Int, batch: Batch, T: Int) {
-        switch cacheType {
-        case .f32: attention(Float.self, layer: layer, batch: batch, T: T)
-        case .f16: attention(Float16.self, layer: layer, batch: batch, T: T)
-        }
-    }
-
-    private func attention<E: KVElement>(_: E.Type, layer: Int, batch: Batch, T: Int) {
-        let kc = kCache.elements(E.self), vc = vCache.elements(E.self)
-        let capture = attentionCapture
-        precondition(capture.map { $0.positions >= contextLength && $0.heads == c.headCount } ?? true, "attention capture too small for the context")
-        let hd = c.headDim
-        let scale = 1 / Float(hd).squareRoot()
-        let timed = observer != nil
-        var tScores: UInt64 = 0, tSoftmax: UInt64 = 0, tValues: UInt64 = 0, pairs = 0, fusedPairs = 0
-        var fusedTime: UInt64 = 0
-        let start = timed ? lastTimestamp : 0
-
-        if backend == .simd {
-            // Every row through the fused kernel, rows dealt out to the threads in turn (which
-            // also balances a causal prefill chunk, whose later rows see more keys).
-            let shape = Attention.Shape(headDim: hd, heads: c.headCount, kvHeads: c.headCountKV, kvDim: c.kvDim)
-            ThreadPool.shared.run(parts: threads) { t, n in
-                let scratch = rowScratch.base + 3 * t * cachePositions
-                for e in batch.entries {
-                    let base = cacheOffset(layer: layer, slot: e.slot)
-                    var i = (t - e.rowStart % n + n) % n
-                    while i < e.count {
-                        let row = e.rowStart + i, visible = lengths[e.slot] + i + 1
-                        let cap = capture?.base(layer: layer, row: row)
-                        for g in 0 ..< c.headCountKV {
-                            Attention.transposedRow(q: q.base + row * c.qDim, kt: kc + base, v: vc + base,
-                                                    positions: cachePositions, out: att.base + row * c.qDim, visible: visible,
-                                                    kvHead: g, shape: shape, scale: scale, scratch: scratch,
-                                                    capture: cap, captureStride: capture?.headStride ?? 0)
-                        }
-                        i += n
-                    }
-                }
-            }
-            if let observer {
-                for e in batch.entries { fusedPairs += e.count * lengths[e.slot] + e.count * (e.count + 1) / 2 }
-                let end = now()
-                lastTimestamp = end
-                observer.record(kind: .attnFused, layer: layer, rows: T, pairs: fusedPairs, start: start, duration: end - start)
-            }
-            return
-        }
-
-        // Short sequences (and every sequence with a half-precision cache, which the GEMMs cannot
-        // read): the fused kernel, per (row, KV head).
-        let allFused = cacheType != .f32
-        if backend == .blas || allFused {
-            let shape = Attention.Shape(headDim: hd, heads: c.headCount, kvHeads: c.headCountKV, kvDim: c.kvDim)
-            for e in batch.entries where allFused || e.count <= Self.fusedRowLimit {
-                let base = cacheOffset(layer: layer, slot: e.slot)
-                for i in 0 ..< e.count {
-                    let row = e.rowStart + i, visible = lengths[e.slot] + i + 1
-                    fusedPairs += visible
-                    let cap = capture?.base(layer: layer, row: row)
-                    for g in 0 ..< c.headCountKV {
-                        Attention.fusedRow(q: q.base + row * c.qDim, k: kc + base, v: vc + base,
-                                           out: att.base + row * c.qDim, visible: visible, kvHead: g,
-                                           shape: shape, scale: scale, scratch: rowScratch.base,
-                                           capture: cap, captureStride: capture?.headStride ?? 0)
-                    }
-                }
-            }
-            if timed && fusedPairs > 0 { fusedTime = now() - start }
-        }
-
-        for e in batch.entries where !allFused && (backend == .naive || e.count > Self.fusedRowLimit) {
-            let p0 = lengths[e.slot]          // positions already in the cache before this step
-            let base = cacheOffset(layer: layer, slot: e.slot)
-            // The naive backend scores every row against all keys; BLAS skips each block's future.
-            let block = backend == .blas ? Self.causalBlock : e.count
-            for h in 0 ..< c.headCount {
-                let g = h / c.groupSize
-                var r0 = 0
-                while r0 < e.count {
-                    let r1 = min(r0 + block, e.count)
-                    let S = p0 + r1               // keys visible to the block's last row
-                    if h == 0 { pairs += (r1 - r0) * S }
-                    let qh = q.matrix(offset: (e.rowStart + r0) * c.qDim + h * hd, rows: r1 - r0, cols: hd, stride: c.qDim)
-                    let kg = kCache.matrix(offset: base + g * hd, rows: S, cols: hd, stride: c.kvDim)
-                    let vg = vCache.matrix(offset: base + g * hd, rows: S, cols: hd, stride: c.kvDim)
-                    let sc = scores.matrix(rows: r1 - r0, cols: S)
-                    let oh = att.matrix(offset: (e.rowStart + r0) * c.qDim + h * hd, rows: r1 - r0, cols: hd, stride: c.qDim)
-                    let t0 = timed ? now() : 0
-                    GEMM.run(backend, a: qh, b: kg, c: sc, transB: true)
-                    let t1 = timed ? now() : 0
-                    softmaxRows(sc, scale: scale, firstVisible: p0 + r0 + 1)
-                    if let capture {
-                        for r in r0 ..< r1 {
-                            // Row r sees the keys up to p0 + r (the block's matrix is wider; the rest is masked).
-                            capture.base(layer: layer, row: e.rowStart + r).map { ($0 + h * capture.headStride).update(from: sc.row(r - r0), count: p0 + r + 1) }
-                        }
-                    }
-                    let t2 = timed ? now() : 0
-                    GEMM.run(backend, a: sc, b: vg, c: oh, transB: false)
-                    if timed { let t3 = now(); tScores += t1 - t0; tSoftmax += t2 - t1; tValues += t3 - t2 }
-                    r0 = r1
-                }
-            }
-        }
-        if let observer {
-            let end = now()
-            lastTimestamp = end
-            let spent = end - start
-            if fusedTime > 0 {
-                observer.record(kind: .attnFused, layer: layer, rows: T, pairs: fusedPairs, start: start, duration: fusedTime)
-            }
-            if tScores + tSoftmax + tValues > 0 || fusedTime == 0 {
-                // Loop overhead outside the timed calls is attributed to the scores step.
-                let extra = spent - min(spent, tScores + tSoftmax + tValues + fusedTime)
-                let s0 = start + fusedTime
-                observer.record(kind: .attnScores, layer: layer, rows: T, pairs: pairs, start: s0, duration: tScores + extra)
-                observer.record(kind: .attnSoftmax, layer: layer, rows: T, pairs: pairs, start: s0 + tScores + extra, duration: tSoftmax)
-                observer.record(kind: .attnValues, layer: layer, rows: T, pairs: pairs, start: s0 + tScores + extra + tSoftmax, duration: tValues)
-            }
-        }
-    }
-
-
-    /// The causal softmax of a block of score rows; a large block (prefill) is split in two halves
-    /// run on two threads, which measured 15% faster prefill than one thread here.
-    private func softmaxRows(_ sc: Matrix, scale: Float, firstVisible: Int) {
-        guard sc.rows >= 2, sc.rows * sc.cols >= 1 << 15, ProcessInfo.processInfo.activeProcessorCount > 1 else {
-            Ops.causalSoftmax(scores: sc, scale: scale, firstVisible: firstVisible)
-            return
-        }
-        DispatchQueue.concurrentPerform(iterations: 2) { p in
-            let r0 = p * sc.rows / 2, r1 = (p + 1) * sc.rows / 2
-            Ops.causalSoftmax(scores: Matrix(base: sc.row(r0), rows: r1 - r0, cols: sc.cols, stride: sc.stride),
-                              scale: scale, firstVisible: firstVisible + r0)
         }
     }
 }

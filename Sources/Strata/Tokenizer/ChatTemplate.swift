@@ -81,6 +81,14 @@ public enum ChatTemplate: Sendable, Equatable {
         }
     }
 
+    /// The model's chat format: its file's template, or when the file has none the format its
+    /// architecture uses (Gemma's turns for `gemma3`).
+    public static func of(_ model: Model, eos: String) throws -> ChatTemplate {
+        let t = model.gguf.metadata["tokenizer.chat_template"]?.stringValue
+        if t == nil || t!.isEmpty, let name = model.plan.defaultChatTemplate { return try named(name, eos: eos) }
+        return try detect(t, eos: eos)
+    }
+
     /// Detects the family from a Jinja template's markers.
     public static func detect(_ template: String?, eos: String = "</s>") throws -> ChatTemplate {
         guard let t = template, !t.isEmpty else { throw ChatTemplateError.missing(known: names) }

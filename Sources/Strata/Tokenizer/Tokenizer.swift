@@ -8,7 +8,7 @@ public enum TokenizerError: Error, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case let .unsupportedModel(m):
-            return "tokenizer.ggml.model '\(m)' is not supported (Strata implements 'gpt2' byte-level BPE)"
+            return "tokenizer.ggml.model '\(m)' is not supported (Strata implements 'gpt2', byte-level BPE, and 'llama', SentencePiece)"
         case let .unknownPreTokenizer(p, known):
             return "tokenizer.ggml.pre '\(p)' is not known to Strata (known: \(known.joined(separator: ", "))); refusing to guess, since a wrong split gives wrong token ids"
         case let .invalidVocabulary(why): return "invalid tokenizer vocabulary: \(why)"
@@ -22,10 +22,13 @@ public enum TokenType: Int32, Sendable {
     case undefined = 0, normal = 1, unknown = 2, control = 3, userDefined = 4, unused = 5, byte = 6
 }
 
-/// A byte-level BPE tokenizer built from a GGUF file's `tokenizer.ggml.*` metadata.
+/// A tokenizer built from a GGUF file's `tokenizer.ggml.*` metadata: byte-level BPE (`gpt2`) or
+/// SentencePiece (`llama`).
 ///
-/// Encoding: special-token split (when asked) → pre-tokenizer chosen by `tokenizer.ggml.pre` →
-/// bytes → BPE by merge rank → ids. Decoding is the exact inverse of the byte map.
+/// Encoding: special-token split (control tokens when asked; user-defined tokens always, as
+/// llama.cpp) → BPE: pre-tokenizer chosen by `tokenizer.ggml.pre` → bytes → merges by rank; or
+/// SentencePiece: `▁` for spaces → merges by score → byte fallback. Decoding maps each token to
+/// its bytes (the byte map's inverse, or `▁` back to spaces and `<0xXX>` to its byte).
 public final class Tokenizer: Sendable {
     public let tokens: [String]
     public let types: [TokenType]
@@ -36,11 +39,16 @@ public final class Tokenizer: Sendable {
     public let addEOS: Bool
     /// Tokens that end generation (EOS, end-of-turn markers, and the FIM markers llama.cpp adds).
     public let endOfGeneration: Set<Int32>
-    let bpe: BPE
+    let bpe: BPE?
+    let sentencePiece: SentencePiece?
+    /// SentencePiece: a space is put before text that starts the input or follows a special token.
+    public let addSpacePrefix: Bool
     /// The bytes each token stands for (control tokens: their text).
     let bytes: [[UInt8]]
     /// Control and user-defined tokens, longest first: matched in text when special parsing is on.
     let specials: [(bytes: [UInt8], id: Int32)]
+    /// The user-defined ones among them, matched in all text.
+    let userDefined: [(bytes: [UInt8], id: Int32)]
     let idOfText: [String: Int32]
     /// Bytes the vocabulary has no token for; text containing them does not round-trip.
     public let unrepresentableBytes: Set<UInt8>
@@ -49,11 +57,7 @@ public final class Tokenizer: Sendable {
 
     public convenience init(gguf: GGUFFile) throws {
         let model = try gguf.string("tokenizer.ggml.model")
-        guard model == "gpt2" else { throw TokenizerError.unsupportedModel(model) }
-        let preName = (try? gguf.string("tokenizer.ggml.pre")) ?? "default"
-        guard let pre = PreTokenizer.named(preName) else {
-            throw TokenizerError.unknownPreTokenizer(preName, known: PreTokenizer.allCases.map(\.rawValue) + PreTokenizer.aliases.keys.sorted())
-        }
+        guard model == "gpt2" || model == "llama" else { throw TokenizerError.unsupportedModel(model) }
         let tokens = try gguf.strings("tokenizer.ggml.tokens")
         var types = [TokenType](repeating: .normal, count: tokens.count)
         if let raw = gguf.metadata["tokenizer.ggml.token_type"]?.arrayValue {
@@ -67,23 +71,60 @@ public final class Tokenizer: Sendable {
                 types[i] = t
             }
         }
-        let merges = try gguf.strings("tokenizer.ggml.merges")
         func id(_ key: String) -> Int32? {
             guard let v = gguf.metadata[key]?.intValue, v >= 0, v < tokens.count else { return nil }
             return Int32(v)
         }
-        try self.init(tokens: tokens, types: types, merges: merges, preTokenizer: pre,
-                      bos: id("tokenizer.ggml.bos_token_id"), eos: id("tokenizer.ggml.eos_token_id"),
-                      eot: id("tokenizer.ggml.eot_token_id"),
+        let bos = id("tokenizer.ggml.bos_token_id"), eos = id("tokenizer.ggml.eos_token_id"), eot = id("tokenizer.ggml.eot_token_id")
+        if model == "llama" {
+            guard let raw = gguf.metadata["tokenizer.ggml.scores"]?.arrayValue, raw.count == tokens.count else {
+                throw TokenizerError.invalidVocabulary("a SentencePiece vocabulary needs tokenizer.ggml.scores, one per token (\(tokens.count))")
+            }
+            var scores = [Float](repeating: 0, count: tokens.count)
+            for (i, v) in raw.enumerated() {
+                guard let d = v.doubleValue, d.isFinite else { throw TokenizerError.invalidVocabulary("tokenizer.ggml.scores[\(i)] = \(v) is not a finite number") }
+                scores[i] = Float(d)
+            }
+            try self.init(tokens: tokens, types: types, scores: scores, bos: bos, eos: eos, eot: eot,
+                          unknown: id("tokenizer.ggml.unknown_token_id"),
+                          addBOS: gguf.metadata["tokenizer.ggml.add_bos_token"]?.boolValue ?? true,
+                          addEOS: gguf.metadata["tokenizer.ggml.add_eos_token"]?.boolValue ?? false,
+                          addSpacePrefix: gguf.metadata["tokenizer.ggml.add_space_prefix"]?.boolValue ?? true)
+            return
+        }
+        let preName = (try? gguf.string("tokenizer.ggml.pre")) ?? "default"
+        guard let pre = PreTokenizer.named(preName) else {
+            throw TokenizerError.unknownPreTokenizer(preName, known: PreTokenizer.allCases.map(\.rawValue) + PreTokenizer.aliases.keys.sorted())
+        }
+        let merges = try gguf.strings("tokenizer.ggml.merges")
+        try self.init(tokens: tokens, types: types, merges: merges, preTokenizer: pre, bos: bos, eos: eos, eot: eot,
                       addBOS: gguf.metadata["tokenizer.ggml.add_bos_token"]?.boolValue ?? false,
                       addEOS: gguf.metadata["tokenizer.ggml.add_eos_token"]?.boolValue ?? false)
     }
 
-    public init(tokens: [String], types: [TokenType], merges: [String], preTokenizer: PreTokenizer,
+    /// A byte-level BPE tokenizer.
+    public convenience init(tokens: [String], types: [TokenType], merges: [String], preTokenizer: PreTokenizer,
                 bos: Int32?, eos: Int32?, eot: Int32? = nil, addBOS: Bool = false, addEOS: Bool = false) throws {
+        try self.init(tokens: tokens, types: types, merges: merges, scores: nil, preTokenizer: preTokenizer, bos: bos, eos: eos,
+                      eot: eot, unknown: nil, addBOS: addBOS, addEOS: addEOS, addSpacePrefix: false)
+    }
+
+    /// A SentencePiece tokenizer: pieces with their scores (`▁` for a space, `<0xXX>` byte tokens).
+    public convenience init(tokens: [String], types: [TokenType], scores: [Float], bos: Int32?, eos: Int32?, eot: Int32? = nil,
+                            unknown: Int32? = nil, addBOS: Bool = true, addEOS: Bool = false, addSpacePrefix: Bool = true) throws {
+        try self.init(tokens: tokens, types: types, merges: [], scores: scores, preTokenizer: .gpt2, bos: bos, eos: eos,
+                      eot: eot, unknown: unknown, addBOS: addBOS, addEOS: addEOS, addSpacePrefix: addSpacePrefix)
+    }
+
+    private init(tokens: [String], types: [TokenType], merges: [String], scores: [Float]?, preTokenizer: PreTokenizer,
+                 bos: Int32?, eos: Int32?, eot: Int32?, unknown: Int32?, addBOS: Bool, addEOS: Bool, addSpacePrefix: Bool) throws {
         guard !tokens.isEmpty, tokens.count < Int(Int32.max), types.count == tokens.count else {
             throw TokenizerError.invalidVocabulary("\(tokens.count) tokens, \(types.count) types")
         }
+        if let scores, scores.count != tokens.count {
+            throw TokenizerError.invalidVocabulary("\(scores.count) scores for \(tokens.count) tokens")
+        }
+        self.addSpacePrefix = scores != nil && addSpacePrefix
         self.tokens = tokens
         self.types = types
         self.preTokenizer = preTokenizer
@@ -98,6 +139,8 @@ public final class Tokenizer: Sendable {
         bytes.reserveCapacity(tokens.count)
         var byteTokens = [Int32](repeating: -1, count: 256)
         var specials: [(bytes: [UInt8], id: Int32)] = []
+        var idOfBytes: [[UInt8]: Int32] = [:]
+        if scores != nil { idOfBytes.reserveCapacity(tokens.count) }
         for (i, t) in tokens.enumerated() {
             if idOfText[t] == nil { idOfText[t] = Int32(i) }
             switch types[i] {
@@ -105,10 +148,22 @@ public final class Tokenizer: Sendable {
                 bytes.append(Array(t.utf8))
                 if types[i] != .unknown && !t.isEmpty { specials.append((Array(t.utf8), Int32(i))) }
             default:
-                let b = ByteMap.bytes(of: t) ?? Array(t.utf8)
-                if b.count == 1 && byteTokens[Int(b[0])] < 0 { byteTokens[Int(b[0])] = Int32(i) }
-                bytes.append(b)
+                if scores != nil {
+                    // SentencePiece: `<0xXX>` byte tokens, and pieces with `▁` for spaces.
+                    if types[i] == .byte, let v = SentencePiece.byteValue(t) {
+                        if byteTokens[Int(v)] < 0 { byteTokens[Int(v)] = Int32(i) }
+                        bytes.append([v])
+                    } else {
+                        bytes.append(Self.unescapeSpaces(Array(t.utf8)))
+                    }
+                } else {
+                    let b = ByteMap.bytes(of: t) ?? Array(t.utf8)
+                    if b.count == 1 && byteTokens[Int(b[0])] < 0 { byteTokens[Int(b[0])] = Int32(i) }
+                    bytes.append(b)
+                }
             }
+            // llama.cpp looks pieces up by text whatever their type: the last of equal texts wins.
+            if scores != nil { idOfBytes[Array(t.utf8)] = Int32(i) }
         }
         // Bytes with no token (SmolLM2 lacks 21, e.g. 0x04 and 0xF5–0xFF) are dropped when encoding,
         // as llama.cpp and Hugging Face drop them; `unrepresentableBytes` lists them.
@@ -116,7 +171,13 @@ public final class Tokenizer: Sendable {
         specials.sort { $0.bytes.count > $1.bytes.count }
         self.bytes = bytes
         self.specials = specials
+        userDefined = specials.filter { types[Int($0.id)] == .userDefined }
         self.idOfText = idOfText
+        if let scores {
+            sentencePiece = SentencePiece(idOfBytes: idOfBytes, scores: scores, byteTokens: byteTokens, unknown: unknown)
+            bpe = nil
+        } else {
+            sentencePiece = nil
 
         var table: [UInt64: (rank: Int32, merged: Int32)] = [:]
         table.reserveCapacity(merges.count)
@@ -130,6 +191,7 @@ public final class Tokenizer: Sendable {
             if table[key] == nil { table[key] = (Int32(rank), merged) }
         }
         bpe = BPE(merges: table, byteTokens: byteTokens)
+        }
 
         var eog = Set<Int32>()
         if let eos { eog.insert(eos) }
@@ -162,10 +224,29 @@ public final class Tokenizer: Sendable {
         out.reserveCapacity(utf8.count / 3 + 4)
         var cache: [ArraySlice<UInt8>: Range<Int>] = [:]
         var cached: [Int32] = []
-        for fragment in fragments {
+        // User-defined tokens are matched in all text, special parsing or not (as llama.cpp).
+        let split = userDefined.isEmpty ? fragments : fragments.flatMap { f -> [Fragment] in
+            if case let .text(r) = f { return splitSpecial(utf8, range: r, tokens: userDefined) }
+            return [f]
+        }
+        var afterSpecial = true
+        for fragment in split {
             switch fragment {
-            case let .special(id): out.append(id)
-            case let .text(range): encodeText(utf8[range], into: &out, cache: &cache, cached: &cached)
+            case let .special(id):
+                out.append(id)
+                afterSpecial = true
+            case let .text(range):
+                if let sentencePiece {
+                    // A space before text that starts the input or follows a special token.
+                    if addSpacePrefix && afterSpecial {
+                        sentencePiece.encode([0x20] + utf8[range], into: &out)
+                    } else {
+                        sentencePiece.encode(utf8[range], into: &out)
+                    }
+                } else {
+                    encodeText(utf8[range], into: &out, cache: &cache, cached: &cached)
+                }
+                afterSpecial = false
             }
         }
         if addSpecial {
@@ -178,9 +259,11 @@ public final class Tokenizer: Sendable {
     enum Fragment: Equatable { case text(Range<Int>), special(Int32) }
 
     /// Splits text at special-token occurrences, longest token first (as llama.cpp does).
-    func splitSpecial(_ b: [UInt8]) -> [Fragment] {
-        var fragments: [Fragment] = [.text(0 ..< b.count)]
-        for (tb, id) in specials {
+    func splitSpecial(_ b: [UInt8]) -> [Fragment] { splitSpecial(b, range: 0 ..< b.count, tokens: specials) }
+
+    func splitSpecial(_ b: [UInt8], range: Range<Int>, tokens: [(bytes: [UInt8], id: Int32)]) -> [Fragment] {
+        var fragments: [Fragment] = [.text(range)]
+        for (tb, id) in tokens {
             guard let first = tb.first else { continue }
             var next: [Fragment] = []
             for f in fragments {
@@ -203,6 +286,18 @@ public final class Tokenizer: Sendable {
         return fragments
     }
 
+    /// `▁` (U+2581) back to a space.
+    static func unescapeSpaces(_ b: [UInt8]) -> [UInt8] {
+        guard b.count >= 3 else { return b }
+        var out: [UInt8] = []
+        out.reserveCapacity(b.count)
+        var i = 0
+        while i < b.count {
+            if i + 2 < b.count && b[i] == 0xE2 && b[i + 1] == 0x96 && b[i + 2] == 0x81 { out.append(0x20); i += 3 } else { out.append(b[i]); i += 1 }
+        }
+        return out
+    }
+
     private func encodeText(_ bytes: ArraySlice<UInt8>, into out: inout [Int32],
                             cache: inout [ArraySlice<UInt8>: Range<Int>], cached: inout [Int32]) {
         if bytes.isEmpty { return }
@@ -222,7 +317,7 @@ public final class Tokenizer: Sendable {
                 continue
             }
             let start = out.count
-            bpe.encode(word, into: &out)
+            bpe!.encode(word, into: &out)
             if cache.count < 1 << 16 {
                 cache[word] = cached.count ..< cached.count + (out.count - start)
                 cached.append(contentsOf: out[start...])

@@ -1,8 +1,10 @@
 import Foundation
 @testable import Strata
 
-/// A tiny random-weight Llama-family GGUF with a working byte-level BPE tokenizer and a ChatML
-/// template: 2 layers, 64 dims, 4 query heads sharing 2 KV heads, feed-forward 128.
+/// A tiny random-weight GGUF with a working byte-level BPE tokenizer and a ChatML template:
+/// 2 layers, 64 dims, 4 query heads sharing 2 KV heads, feed-forward 128. `architecture` picks the
+/// tensors: `llama`, `qwen2` (Q/K/V biases), `phi3` (fused `attn_qkv` and gate-up `ffn_up`),
+/// `gemma3` (QK-norms, post-norms, `key_length` heads, a sliding window).
 struct TinyModel {
     var architecture = "llama"
     var layers = 2
@@ -18,6 +20,14 @@ struct TinyModel {
     var omit: Set<String> = []
     var reshape: [String: [Int]] = [:]
     var extraMetadata: [(String, GGUFValue)] = []
+    /// Head size when it is not embd / heads (written as `attention.key_length`).
+    var keyLength: Int?
+    /// `attention.sliding_window` (gemma3).
+    var slidingWindow: Int?
+    /// Adds Llama 3's `rope_freqs.weight` (per-pair frequency divisors).
+    var ropeFreqs = false
+    /// Tensors no architecture reads, written after the others (name order).
+    var extraTensors: [String: [Int]] = [:]
 
     static let specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     /// Merges over the byte alphabet: enough for common English words to become multi-byte tokens.
@@ -37,7 +47,7 @@ struct TinyModel {
         return (tokens, types, mergeList)
     }
 
-    var headDim: Int { embd / heads }
+    var headDim: Int { keyLength ?? embd / heads }
 
     func writer() -> GGUFWriter {
         var w = GGUFWriter()
@@ -53,6 +63,11 @@ struct TinyModel {
         w.add("\(a).attention.head_count_kv", .uint32(UInt32(kvHeads)))
         w.add("\(a).rope.freq_base", .float32(10000))
         w.add("\(a).attention.layer_norm_rms_epsilon", .float32(1e-5))
+        if let keyLength {
+            w.add("\(a).attention.key_length", .uint32(UInt32(keyLength)))
+            w.add("\(a).attention.value_length", .uint32(UInt32(keyLength)))
+        }
+        if let slidingWindow { w.add("\(a).attention.sliding_window", .uint32(UInt32(slidingWindow))) }
         w.add("tokenizer.ggml.model", .string("gpt2"))
         w.add("tokenizer.ggml.pre", .string("smollm"))
         w.add("tokenizer.ggml.tokens", .array(tokens.map { .string($0) }))
@@ -81,23 +96,41 @@ struct TinyModel {
         add("token_embd.weight", [embd, vocab], scale: 1)
         add("output_norm.weight", [embd], scale: 0, ones: true)
         if !tied { add("output.weight", [embd, vocab], scale: 0.3) }
+        if ropeFreqs && !omit.contains("rope_freqs.weight") {
+            w.addTensor("rope_freqs.weight", dims: [headDim / 2], floats: (0 ..< headDim / 2).map { 1 + Float($0 % 4) * 2.5 })
+        }
         for l in 0 ..< layers {
             let b = "blk.\(l)."
             add(b + "attn_norm.weight", [embd], scale: 0, ones: true)
-            add(b + "attn_q.weight", [embd, q], scale: 0.3)
-            add(b + "attn_k.weight", [embd, kv], scale: 0.3)
-            add(b + "attn_v.weight", [embd, kv], scale: 0.3)
+            if architecture == "phi3" {
+                add(b + "attn_qkv.weight", [embd, q + 2 * kv], scale: 0.3)
+            } else {
+                add(b + "attn_q.weight", [embd, q], scale: 0.3)
+                add(b + "attn_k.weight", [embd, kv], scale: 0.3)
+                add(b + "attn_v.weight", [embd, kv], scale: 0.3)
+            }
             add(b + "attn_output.weight", [q, embd], scale: 0.2)
             add(b + "ffn_norm.weight", [embd], scale: 0, ones: true)
-            add(b + "ffn_gate.weight", [embd, ff], scale: 0.3)
-            add(b + "ffn_up.weight", [embd, ff], scale: 0.3)
+            if architecture == "phi3" {
+                add(b + "ffn_up.weight", [embd, 2 * ff], scale: 0.3)
+            } else {
+                add(b + "ffn_gate.weight", [embd, ff], scale: 0.3)
+                add(b + "ffn_up.weight", [embd, ff], scale: 0.3)
+            }
             add(b + "ffn_down.weight", [ff, embd], scale: 0.2)
+            if architecture == "gemma3" {
+                add(b + "attn_q_norm.weight", [headDim], scale: 0, ones: true)
+                add(b + "attn_k_norm.weight", [headDim], scale: 0, ones: true)
+                add(b + "post_attention_norm.weight", [embd], scale: 0, ones: true)
+                add(b + "post_ffw_norm.weight", [embd], scale: 0, ones: true)
+            }
             if architecture == "qwen2" {
                 add(b + "attn_q.bias", [q], scale: 0.1)
                 add(b + "attn_k.bias", [kv], scale: 0.1)
                 add(b + "attn_v.bias", [kv], scale: 0.1)
             }
         }
+        for (name, dims) in extraTensors.sorted(by: { $0.key < $1.key }) { add(name, dims, scale: 0.1) }
         return w
     }
 
