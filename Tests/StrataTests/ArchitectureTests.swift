@@ -13,6 +13,7 @@ import Testing
         g.kvHeads = 1
         g.keyLength = 32        // 4 heads × 32 = 128 ≠ embd 64, as in Gemma (256 × 4 vs 640)
         g.slidingWindow = 4
+        g.ropeBase = 1e6        // the global layer's; local layers use 10,000
         return g
     }
 
@@ -55,7 +56,7 @@ import Testing
             if case let .rope(r) = s.action { bases.append(r.base); #expect(r.style == .neox) }
         }
         #expect(windows == [4, 4, 4, 4, 4, nil])
-        #expect(bases == [10_000, 10_000, 10_000, 10_000, 10_000, 10_000])   // the tiny file's base is 10,000 too
+        #expect(bases == [10_000, 10_000, 10_000, 10_000, 10_000, 1e6])
         #expect(g.plan.defaultChatTemplate == "gemma")
         if case let .embed(_, scale) = g.plan.steps[0].action { #expect(scale == Float(64).squareRoot()) } else { Issue.record("no embed first") }
         let p = Self.models["phi3"]!
@@ -160,6 +161,36 @@ import Testing
         linear.extraMetadata = [("llama.rope.scaling.type", .string("linear")), ("llama.rope.scaling.factor", .float32(4))]
         let scaled = try linear.load()
         #expect(scaled.config.ropePositionScale == 0.25)
+        // Gemma scales positions on its global layers only (llama.cpp: local layers keep scale 1).
+        var gemmaLinear = Self.gemma()
+        gemmaLinear.extraMetadata = [("gemma3.rope.scaling.type", .string("linear")), ("gemma3.rope.scaling.factor", .float32(8))]
+        let scales = try gemmaLinear.load().plan.steps.compactMap { if case let .rope(r) = $0.action { r.positionScale } else { nil } }
+        #expect(scales == [1, 1, 1, 1, 1, 0.125])
+        // RoPE frequency divisors must be finite and positive.
+        var zero = Self.llama3()
+        zero.ropeFreqValues = [1, 0, 2, 3, 1, 1, 1, 1]
+        #expect(throws: ModelError.self) { try zero.load() }
+        // rope_freqs means nothing to Gemma's plan: refused as unused, not silently ignored.
+        var gemmaFreqs = Self.gemma()
+        gemmaFreqs.ropeFreqs = true
+        #expect(throws: ModelError.unusedTensors(["rope_freqs.weight"], architecture: "gemma3")) { try gemmaFreqs.load() }
+        var badBase = Self.gemma()
+        badBase.extraMetadata = [("gemma3.rope.freq_base_swa", .float32(0))]
+        #expect(throws: ModelError.self) { try badBase.load() }
+    }
+
+    /// `attention.sliding_window_pattern` as llama.cpp reads it: a period (layer i slides when
+    /// i % n < n - 1) or one flag per layer.
+    @Test func gemmaSlidingWindowPattern() throws {
+        func windows(_ extra: [(String, GGUFValue)]) throws -> [Int?] {
+            var g = Self.gemma()
+            g.extraMetadata = extra
+            return try g.load().plan.steps.compactMap { if case let .attention(w, _) = $0.action { w } else { nil } }
+        }
+        #expect(try windows([("gemma3.attention.sliding_window_pattern", .uint32(3))]) == [4, 4, nil, 4, 4, nil])
+        let flags: [GGUFValue] = [.bool(false), .bool(true), .bool(true), .bool(false), .bool(true), .bool(true)]
+        #expect(try windows([("gemma3.attention.sliding_window_pattern", .array(flags))]) == [nil, 4, 4, nil, 4, 4])
+        #expect(throws: ModelError.self) { try windows([("gemma3.attention.sliding_window_pattern", .array([.bool(true)]))]) }
     }
 
     /// Tiny Qwen2, Phi-3 and Llama 3 (rope_freqs) GGUFs written with the `gguf` package by

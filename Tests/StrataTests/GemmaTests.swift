@@ -9,8 +9,9 @@ import Testing
     static let path = ModelStore.path(of: KnownModel.named("gemma3-270m")!)
     static let missing = "Gemma 3 270M is missing at \(path): run `make gemma` (make test does this) or `strata pull gemma3-270m`"
     static let fixtures = URL(fileURLWithPath: RealModel.fixtures).deletingLastPathComponent().appendingPathComponent("gemma3").path
-    static let model: Model? = try? Model(path: path)
-    static let f32Model: Model? = try? Model(path: path, weights: .f32)
+    static let loaded = Result { try Model(path: path) }
+    static let loadedF32 = Result { try Model(path: path, weights: .f32) }
+    static let model: Model? = try? loaded.get()
     static let tokenizer: Tokenizer? = model.flatMap { try? Tokenizer(gguf: $0.gguf) }
 
     static func lines(_ file: String) throws -> [[String: Any]] {
@@ -18,7 +19,13 @@ import Testing
         return try text.split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
     }
 
-    func model(f32: Bool = false) throws -> Model { try #require(f32 ? Self.f32Model : Self.model, "\(Self.missing)") }
+    /// The model, or a failure naming why it did not load (missing, or refused: the error itself).
+    func model(f32: Bool = false) throws -> Model {
+        do { return try (f32 ? Self.loadedF32 : Self.loaded).get() } catch {
+            Issue.record("\(FileManager.default.fileExists(atPath: Self.path) ? "loading \(Self.path): \(error)" : Self.missing)")
+            throw error
+        }
+    }
 
     func context(_ m: Model, _ backend: Backend = .simd, slots: Int = 1) throws -> InferenceContext {
         try InferenceContext(model: m, options: ContextOptions(backend: backend, contextLength: 1024, slots: slots))
@@ -59,10 +66,19 @@ import Testing
         let tok = try #require(Self.tokenizer)
         let template = try ChatTemplate.of(m, eos: "<eos>")
         #expect(template.name == "gemma")
+        var chats = 0
         for c in try Self.lines("greedy.jsonl") where c["chat"] as? Bool == true {
             let rendered = template.render([ChatMessage(role: "user", content: c["user"] as! String)])
             #expect(tok.encode(rendered, addSpecial: true) == RealModel.ids(c["prompt_ids"]), "\(c["user"]!)")
+            // The same text through special parsing: the control tokens become their ids
+            // (<start_of_turn> 105, <end_of_turn> 106); without it, they are spelled out.
+            let text = c["prompt"] as! String
+            let special = tok.encode(text, special: true, addSpecial: true)
+            #expect(special == RealModel.ids(c["prompt_ids"]) && special.contains(105) && special.contains(106))
+            #expect(!tok.encode(text).contains(105))
+            chats += 1
         }
+        #expect(chats >= 3)
     }
 
     /// Float32 weights against llama.cpp's float32 run: the top-20 logits within 5e-3.
@@ -125,14 +141,16 @@ import Testing
         }
     }
 
-    /// A 977-token sequence (past the 512-token window) decoded alone and in a batch of 8 with
-    /// sequences of other lengths: the same logits, bit for bit, so the same ids.
+    /// A 977-token sequence (past the 512-token window) decoded alone, and in a continuous batch
+    /// of 8: its prompt in chunks of 200 in the same steps as the other seven sequences' prompts
+    /// and decode rows, then decoded beside them. The same logits, bit for bit, so the same ids.
     @Test func batchOfEightPastTheWindowEqualsAlone() throws {
         let m = try model()
         let cases = try Self.lines("greedy.jsonl")
         let long = RealModel.ids(cases.last!["prompt_ids"])
         #expect(long.count > 512)
-        let others = cases.dropLast().map { RealModel.ids($0["prompt_ids"]) } + [Array(long.prefix(600))]
+        let others = cases.dropLast().map { RealModel.ids($0["prompt_ids"]) } + [Array(long.prefix(300))]
+        #expect(others.count == 7)
         let steps = 4
 
         let alone = try context(m)
@@ -147,21 +165,35 @@ import Testing
             try alone.evaluate(b)
         }
 
-        let ctx = try context(m, slots: 8)
-        // The long prompt goes in chunks beside the others' prefill, as a continuous batch would.
-        for (s, ids) in others.enumerated() { try ctx.prefill(ids, slot: s + 1) }
-        try ctx.prefill(long, slot: 0)
-        var ids: [Int32] = []
-        for step in 0 ..< steps {
-            let l = ctx.logits(row: 0)
-            #expect(l == aloneLogits[step], "step \(step): logits differ in the batch")
-            let next = Int32(l.indices.max { l[$0] < l[$1] }!)
-            ids.append(next)
-            var b = Batch()
-            b.add(slot: 0, token: next)
-            for s in 1 ..< 8 { b.add(slot: s, token: Int32(1000 + s)) }
+        let ctx = try InferenceContext(model: m, options: ContextOptions(backend: .simd, contextLength: 1024, slots: 8, maxBatchTokens: 512))
+        var fed = 0, ids: [Int32] = [], step = 0, othersFed = [Bool](repeating: false, count: 7)
+        var row0: Int?
+        while ids.count < steps {
+            var b = Batch(capacity: 512)
+            if fed < long.count {
+                let n = min(200, long.count - fed)
+                row0 = b.add(slot: 0, tokens: long[fed ..< fed + n], logits: fed + n == long.count ? .last : .none)
+                fed += n
+            } else {
+                let l = ctx.logits(row: row0!)
+                #expect(l == aloneLogits[ids.count], "decode step \(ids.count): logits differ in the batch")
+                let next = Int32(l.indices.max { l[$0] < l[$1] }!)
+                ids.append(next)
+                if ids.count == steps { break }
+                row0 = b.add(slot: 0, token: next)
+            }
+            // The others: one new prompt per step, then one decode row each.
+            for s in 0 ..< 7 where b.tokens.count < 500 {
+                if !othersFed[s] {
+                    if s <= step { b.add(slot: s + 1, tokens: others[s], logits: .last); othersFed[s] = true }
+                } else {
+                    b.add(slot: s + 1, token: Int32(1000 + s + step))
+                }
+            }
             try ctx.evaluate(b)
+            step += 1
         }
+        #expect(step > 7 && othersFed.allSatisfy { $0 }, "the batch did not mix prefill and decode: \(step) steps")
         #expect(ids == aloneIds)
     }
 }

@@ -43,10 +43,10 @@ public struct Architecture: Sendable, Equatable, CustomStringConvertible {
 }
 
 extension PlanBuilder {
-    /// The file's RoPE for a layer: the config's style and base, its linear scaling, and Llama 3's
-    /// frequency divisors when the file has them.
-    func ropeSpec(style: RopeStyle, base: Double? = nil) -> RopeSpec {
-        RopeSpec(style: style, base: base ?? config.ropeBase, positionScale: config.ropePositionScale,
-                 factorsTensor: gguf?.tensorInfo("rope_freqs.weight") != nil ? "rope_freqs.weight" : nil)
+    /// The file's RoPE: the config's base (or `base`) and linear scaling (or `positionScale`), and
+    /// with `factors` Llama 3's per-pair frequency divisors (`rope_freqs.weight`).
+    func ropeSpec(style: RopeStyle, base: Double? = nil, positionScale: Double? = nil, factors: Bool = false) -> RopeSpec {
+        RopeSpec(style: style, base: base ?? config.ropeBase, positionScale: positionScale ?? config.ropePositionScale,
+                 factorsTensor: factors ? "rope_freqs.weight" : nil)
     }
 }

@@ -21,7 +21,7 @@ enum Llama: ArchitectureDefinition {
             b.linear("attn_q", .normed, .q)
             b.linear("attn_k", .normed, .k)
             b.linear("attn_v", .normed, .v)
-            b.rope(b.ropeSpec(style: .normal))
+            b.rope(b.ropeSpec(style: .normal, factors: b.hasGlobal("rope_freqs.weight")))
             b.attention()
             b.linear("attn_output", .attention, .residual, accumulate: true)
             b.norm("ffn_norm")

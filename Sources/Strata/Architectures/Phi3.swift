@@ -1,7 +1,9 @@
 /// Phi-3: the Llama block with Q, K and V in one matrix (`attn_qkv`, split after the multiply),
 /// gate and up in one (`ffn_up`, gate first), RoPE on halves (NeoX). Its chat format is
 /// `<|user|>…<|end|><|assistant|>`. (llama.cpp ignores Phi-3's `sliding_window` metadata, and so
-/// does Strata; the 128k models' long/short RoPE factors are not implemented and refuse to load.)
+/// does Strata; the 128k models' long/short RoPE factors are not implemented and refuse to load.
+/// llama.cpp also strips the whitespace after special tokens when the file is named Phi-3; Strata's
+/// tokenizer does not, so a real Phi-3 chat prompt may get other ids.)
 enum Phi3: ArchitectureDefinition {
     static let names = ["phi3"]
 

@@ -19,6 +19,14 @@ public final class Model: Sendable {
         config = try ModelConfig(gguf: file)
         plan = try config.architecture.plan(config, gguf: file)
         weights = try ModelWeights(gguf: file, plan: plan, mode: mode)
+        // RoPE frequency divisors (Llama 3's `rope_freqs.weight`) must be finite and positive.
+        for s in plan.steps {
+            guard case let .rope(r) = s.action, let name = r.factorsTensor else { continue }
+            let f = weights.vector(name)
+            for i in 0 ..< f.count where !(f.base[i] > 0 && f.base[i].isFinite) {
+                throw ModelError.invalidHyperparameter(key: name, value: "\(f.base[i]) at index \(i)", reason: "RoPE frequency factors must be finite and positive")
+            }
+        }
     }
 
     /// The weights repacked for the `simd` backend, made on first use (once per model, however

@@ -16,7 +16,8 @@ extension InferenceContext {
     /// sequences (decode rows) through the fused row kernel and long ones (prefill) as BLAS GEMMs in
     /// causal row blocks. (Spreading the fused kernel over Dispatch threads measured slower: they
     /// compete with OpenBLAS's own spinning worker threads for the same cores.)
-    func attention(layer: Int, window: Int?, scale: Float, batch: Batch, T: Int) {
+    func attention(layer: Int, scale: Float, batch: Batch, T: Int) {
+        let window = cache.windows[layer]
         switch cacheType {
         case .f32: attention(Float.self, layer: layer, window: window, scale: scale, batch: batch, T: T)
         case .f16: attention(Float16.self, layer: layer, window: window, scale: scale, batch: batch, T: T)
@@ -46,7 +47,7 @@ extension InferenceContext {
                     var i = (t - e.rowStart % n + n) % n
                     while i < e.count {
                         let row = e.rowStart + i, visible = lengths[e.slot] + i + 1
-                        let first = window.map { max(0, visible - $0) } ?? 0
+                        let first = cache.firstVisible(layer: layer, visible: visible)
                         let cap = capture?.base(layer: layer, row: row)
                         for g in 0 ..< c.headCountKV {
                             Attention.transposedRow(q: q.base + row * c.qDim, kt: kc + base, v: vc + base,
@@ -78,7 +79,7 @@ extension InferenceContext {
                 let base = cache.offset(layer: layer, slot: e.slot)
                 for i in 0 ..< e.count {
                     let row = e.rowStart + i, visible = lengths[e.slot] + i + 1
-                    let first = window.map { max(0, visible - $0) } ?? 0
+                    let first = cache.firstVisible(layer: layer, visible: visible)
                     fusedPairs += visible - first
                     let cap = capture?.base(layer: layer, row: row)
                     for g in 0 ..< c.headCountKV {
@@ -95,7 +96,7 @@ extension InferenceContext {
         for e in batch.entries where !allFused && (backend == .naive || e.count > Self.fusedRowLimit) {
             let p0 = lengths[e.slot]          // positions already in the cache before this step
             let base = cache.offset(layer: layer, slot: e.slot)
-            // The naive backend scores every row against all keys; BLAS skips each block's future.
+            // The naive backend scores every row against all its keys; BLAS skips each block's future.
             let block = backend == .blas ? Self.causalBlock : e.count
             for h in 0 ..< c.headCount {
                 let g = h / c.groupSize
@@ -103,20 +104,25 @@ extension InferenceContext {
                 while r0 < e.count {
                     let r1 = min(r0 + block, e.count)
                     let S = p0 + r1               // keys visible to the block's last row
-                    if h == 0 { pairs += (r1 - r0) * S }
+                    // Keys before the block's first row's window are never scored.
+                    let k0 = cache.firstVisible(layer: layer, visible: p0 + r0 + 1)
+                    if h == 0 { pairs += (r1 - r0) * (S - k0) }
                     let qh = q.matrix(offset: (e.rowStart + r0) * c.qDim + h * hd, rows: r1 - r0, cols: hd, stride: c.qDim)
-                    let kg = cache.keys.matrix(offset: base + g * hd, rows: S, cols: hd, stride: c.kvDim)
-                    let vg = cache.values.matrix(offset: base + g * hd, rows: S, cols: hd, stride: c.kvDim)
-                    let sc = scores.matrix(rows: r1 - r0, cols: S)
+                    let kg = cache.keys.matrix(offset: base + k0 * c.kvDim + g * hd, rows: S - k0, cols: hd, stride: c.kvDim)
+                    let vg = cache.values.matrix(offset: base + k0 * c.kvDim + g * hd, rows: S - k0, cols: hd, stride: c.kvDim)
+                    let sc = scores.matrix(rows: r1 - r0, cols: S - k0)
                     let oh = att.matrix(offset: (e.rowStart + r0) * c.qDim + h * hd, rows: r1 - r0, cols: hd, stride: c.qDim)
                     let t0 = timed ? now() : 0
                     GEMM.run(backend, a: qh, b: kg, c: sc, transB: true)
                     let t1 = timed ? now() : 0
-                    softmaxRows(sc, scale: scale, firstVisible: p0 + r0 + 1, window: window)
+                    softmaxRows(sc, scale: scale, firstVisible: p0 + r0 + 1 - k0, window: window)
                     if let capture {
                         for r in r0 ..< r1 {
-                            // Row r sees the keys up to p0 + r (the block's matrix is wider; the rest is masked).
-                            capture.base(layer: layer, row: e.rowStart + r).map { ($0 + h * capture.headStride).update(from: sc.row(r - r0), count: p0 + r + 1) }
+                            // Row r sees the keys from k0 to p0 + r (the block's matrix is wider; the rest is masked).
+                            if let dst = capture.base(layer: layer, row: e.rowStart + r).map({ $0 + h * capture.headStride }) {
+                                dst.update(repeating: 0, count: k0)
+                                (dst + k0).update(from: sc.row(r - r0), count: p0 + r + 1 - k0)
+                            }
                         }
                     }
                     let t2 = timed ? now() : 0

@@ -77,7 +77,7 @@ public final class InferenceContext {
         case linear(WeightMatrix, PackedMatrix?, bias: FloatBuffer?, from: Slot, to: [Slot], accumulate: Bool)
         case rope(RopeTable)
         case storeKV(layer: Int)
-        case attention(layer: Int, window: Int?, scale: Float)
+        case attention(layer: Int, scale: Float)
         case normAdd(FloatBuffer, from: Slot, into: Slot)
         case gated(Activation)
         case outputNorm(FloatBuffer)
@@ -148,8 +148,13 @@ public final class InferenceContext {
         BLASThreads.set(options.threads ?? ProcessInfo.processInfo.activeProcessorCount)
         let packed = backend == .simd ? model.packedWeights(activations: activations) : nil
         self.packed = packed
+        var windows = [Int?](repeating: nil, count: c.blockCount)
+        for s in mp.steps { if case let .attention(w, _) = s.action, let l = s.op.layer { windows[l] = w } }
         cache = KVCache(type: cacheType, layers: c.blockCount, slots: slots, contextLength: ctx,
-                        headDim: c.headDim, kvHeads: c.headCountKV, transposed: backend == .simd)
+                        headDim: c.headDim, kvHeads: c.headCountKV, transposed: backend == .simd, windows: windows)
+        if mp.steps.contains(where: { if case .gated(.geluTanh) = $0.action { true } else { false } }) {
+            _ = Ops.geluTable   // built here, not in the first forward step
+        }
         buffers = Slot.allCases.map { FloatBuffer(count: T * mp.width($0)) }
         widths = mp.widths
         scores = FloatBuffer(count: scoreElements)
@@ -180,7 +185,7 @@ public final class InferenceContext {
                 kernel = .linear(weights.matrix(w), packed?.matrix(w), bias: bias.map { weights.vector($0) }, from: from, to: to, accumulate: acc)
             case let .rope(r): kernel = .rope(tables[ropeSpecs.firstIndex(of: r)!])
             case .storeKV: kernel = .storeKV(layer: s.op.layer!)
-            case let .attention(window, scale): kernel = .attention(layer: s.op.layer!, window: window, scale: scale)
+            case let .attention(_, scale): kernel = .attention(layer: s.op.layer!, scale: scale)
             case let .normAdd(w, from, into): kernel = .normAdd(weights.vector(w), from: from, into: into)
             case let .gated(a): kernel = .gated(a)
             case let .outputNorm(w): kernel = .outputNorm(weights.vector(w))
@@ -369,8 +374,8 @@ public final class InferenceContext {
                 cache.store(layer: layer, slot: e.slot, start: lengths[e.slot], rows: e.count,
                             k: k + e.rowStart * c.kvDim, v: v + e.rowStart * c.kvDim)
             }
-        case let .attention(layer, window, scale):
-            attention(layer: layer, window: window, scale: scale, batch: batch, T: T)
+        case let .attention(layer, scale):
+            attention(layer: layer, scale: scale, batch: batch, T: T)
         case let .normAdd(weight, from, into):
             let x = rows(from, T), y = rows(into, T)
             byRows(T) { r in Ops.rmsNormAdd(x: x.rows(r), weight: weight, eps: c.rmsEpsilon, into: y.rows(r)) }

@@ -4,8 +4,9 @@
 /// element type (float32 or half precision). The `simd` backend stores them the way its attention
 /// kernel streams them (`transposed`, see `Attention.transposedRow`): keys in blocks of
 /// `Attention.keyBlock` positions, each block transposed, values head by head; `positions` is then
-/// rounded up to whole key blocks. A layer with a sliding window keeps every position too and
-/// reads only the window's (a ring of `window` positions would save memory; not done).
+/// rounded up to whole key blocks. A layer with a sliding window (`windows[layer]`) keeps every
+/// position too and attention reads only the window's (a ring of `window` positions would save
+/// memory; not done).
 final class KVCache {
     let type: KVCacheType
     let layers: Int
@@ -18,6 +19,8 @@ final class KVCache {
     let transposed: Bool
     let keys: KVBuffer
     let values: KVBuffer
+    /// Each layer's attention window in positions, the query's own included (nil: all).
+    let windows: [Int?]
 
     /// Elements of one buffer.
     static func elements(layers: Int, slots: Int, positions: Int, kvDim: Int) -> Int { layers * slots * positions * kvDim }
@@ -26,7 +29,9 @@ final class KVCache {
         transposed ? (contextLength + Attention.keyBlock - 1) / Attention.keyBlock * Attention.keyBlock : contextLength
     }
 
-    init(type: KVCacheType, layers: Int, slots: Int, contextLength: Int, headDim: Int, kvHeads: Int, transposed: Bool) {
+    init(type: KVCacheType, layers: Int, slots: Int, contextLength: Int, headDim: Int, kvHeads: Int, transposed: Bool, windows: [Int?]) {
+        precondition(windows.count == layers && windows.allSatisfy { ($0 ?? 1) >= 1 }, "one window of at least 1 per layer")
+        self.windows = windows
         self.type = type
         self.layers = layers
         self.slots = slots
@@ -42,6 +47,10 @@ final class KVCache {
         keys = KVBuffer(type: type, count: n)
         values = KVBuffer(type: type, count: n)
     }
+
+    /// The first position a query sees when `visible` positions (its own included) precede it.
+    @inline(__always)
+    func firstVisible(layer: Int, visible: Int) -> Int { windows[layer].map { max(0, visible - $0) } ?? 0 }
 
     /// Bytes held by keys and values.
     var bytes: Int { 2 * keys.count * type.bytesPerElement }

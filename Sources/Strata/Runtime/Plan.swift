@@ -160,6 +160,8 @@ public struct PlanBuilder {
     /// The block the next steps belong to (nil: outside the blocks).
     public var layer: Int?
     let gguf: GGUFFile?
+    /// Where each needed tensor is in `plan.tensors` (a block count in the millions stays linear).
+    private var tensorIndex: [String: Int] = [:]
 
     public init(_ c: ModelConfig, gguf: GGUFFile? = nil) {
         config = c
@@ -173,6 +175,8 @@ public struct PlanBuilder {
 
     /// Whether the file holds a tensor (`blk.N.` is prefixed inside a block).
     public func has(_ short: String) -> Bool { gguf?.tensorInfo(tensorName(short)) != nil }
+    /// Whether the file holds a tensor outside the blocks (`rope_freqs.weight`, `output.weight`).
+    public func hasGlobal(_ name: String) -> Bool { gguf?.tensorInfo(name) != nil }
 
     public var defaultChatTemplate: String? {
         get { plan.defaultChatTemplate }
@@ -182,10 +186,11 @@ public struct PlanBuilder {
     func tensorName(_ short: String) -> String { layer.map { "blk.\($0).\(short)" } ?? short }
 
     private mutating func need(_ name: String, _ shape: [Int]) {
-        if let i = plan.tensors.firstIndex(where: { $0.name == name }) {
+        if let i = tensorIndex[name] {
             precondition(plan.tensors[i].shape == shape, "plan uses \(name) with two shapes")
             return
         }
+        tensorIndex[name] = plan.tensors.count
         plan.tensors.append(TensorSpec(name: name, shape: shape))
     }
 

@@ -14,7 +14,7 @@ struct SentencePiece: Sendable {
     static let space: [UInt8] = [0xE2, 0x96, 0x81]   // ▁ U+2581
 
     private struct Candidate: Comparable {
-        let score: Float, left: Int32, right: Int32, length: Int32
+        let score: Float, left: Int, right: Int, length: Int
         // A min-heap: "smaller" is better, the higher score, then the leftmost.
         static func < (a: Candidate, b: Candidate) -> Bool { a.score != b.score ? a.score > b.score : a.left < b.left }
     }
@@ -26,39 +26,38 @@ struct SentencePiece: Sendable {
         for b in text { if b == 0x20 { bytes += Self.space } else { bytes.append(b) } }
         if bytes.isEmpty { return }
         // Symbols: start and length in `bytes`, linked both ways (-1: none).
-        var start: [Int32] = [], length: [Int32] = []
+        var start: [Int] = [], length: [Int] = []
         var i = 0
         while i < bytes.count {
             let n = min(Self.utf8Length(bytes[i]), bytes.count - i)
-            start.append(Int32(i)); length.append(Int32(n))
+            start.append(i); length.append(n)
             i += n
         }
         let count = start.count
-        var prev = (0 ..< count).map { Int32($0 - 1) }
-        var next = (0 ..< count).map { $0 + 1 < count ? Int32($0 + 1) : -1 }
+        var prev = (0 ..< count).map { $0 - 1 }
+        var next = (0 ..< count).map { $0 + 1 < count ? $0 + 1 : -1 }
         var heap = MinHeap<Candidate>()
-        func consider(_ l: Int32, _ r: Int32) {
+        func consider(_ l: Int, _ r: Int) {
             guard l >= 0, r >= 0 else { return }
-            let s = Int(start[Int(l)]), n = Int(length[Int(l)] + length[Int(r)])
+            let s = start[l], n = length[l] + length[r]
             guard let id = idOfBytes[Array(bytes[s ..< s + n])] else { return }
-            heap.push(Candidate(score: scores[Int(id)], left: l, right: r, length: Int32(n)))
+            heap.push(Candidate(score: scores[Int(id)], left: l, right: r, length: n))
         }
-        for j in 1 ..< max(1, count) { consider(Int32(j - 1), Int32(j)) }
+        for j in 1 ..< max(1, count) { consider(j - 1, j) }
         while let c = heap.pop() {
-            let l = Int(c.left), r = Int(c.right)
+            let l = c.left, r = c.right
             // Stale: one side was merged away or has grown since.
-            guard length[l] > 0, length[r] > 0, length[l] + length[r] == c.length, next[l] == c.right else { continue }
+            guard length[l] > 0, length[r] > 0, length[l] + length[r] == c.length, next[l] == r else { continue }
             length[l] += length[r]
             length[r] = 0
             next[l] = next[r]
-            if next[r] >= 0 { prev[Int(next[r])] = c.left }
-            consider(prev[l], c.left)
-            consider(c.left, next[l])
+            if next[r] >= 0 { prev[next[r]] = l }
+            consider(prev[l], l)
+            consider(l, next[l])
         }
-        var s: Int32 = 0
+        var s = 0
         while s >= 0 {
-            let a = Int(start[Int(s)]), n = Int(length[Int(s)])
-            let piece = Array(bytes[a ..< a + n])
+            let piece = Array(bytes[start[s] ..< start[s] + length[s]])
             if let id = idOfBytes[piece] {
                 out.append(id)
             } else {
@@ -67,7 +66,7 @@ struct SentencePiece: Sendable {
                     if t >= 0 { out.append(t) } else if let unknown { out.append(unknown) }
                 }
             }
-            s = next[Int(s)]
+            s = next[s]
         }
     }
 

@@ -75,8 +75,14 @@ public final class Tokenizer: Sendable {
             guard let v = gguf.metadata[key]?.intValue, v >= 0, v < tokens.count else { return nil }
             return Int32(v)
         }
-        let bos = id("tokenizer.ggml.bos_token_id"), eos = id("tokenizer.ggml.eos_token_id"), eot = id("tokenizer.ggml.eot_token_id")
+        var bos = id("tokenizer.ggml.bos_token_id"), eos = id("tokenizer.ggml.eos_token_id")
+        let eot = id("tokenizer.ggml.eot_token_id")
         if model == "llama" {
+            // llama.cpp's SentencePiece defaults when the file names none: <unk> 0, <s> 1, </s> 2.
+            func fallback(_ key: String, _ v: Int32) -> Int32? { gguf.metadata[key] == nil && Int(v) < tokens.count ? v : nil }
+            bos = bos ?? fallback("tokenizer.ggml.bos_token_id", 1)
+            eos = eos ?? fallback("tokenizer.ggml.eos_token_id", 2)
+            let unknown = id("tokenizer.ggml.unknown_token_id") ?? fallback("tokenizer.ggml.unknown_token_id", 0)
             guard let raw = gguf.metadata["tokenizer.ggml.scores"]?.arrayValue, raw.count == tokens.count else {
                 throw TokenizerError.invalidVocabulary("a SentencePiece vocabulary needs tokenizer.ggml.scores, one per token (\(tokens.count))")
             }
@@ -86,7 +92,7 @@ public final class Tokenizer: Sendable {
                 scores[i] = Float(d)
             }
             try self.init(tokens: tokens, types: types, scores: scores, bos: bos, eos: eos, eot: eot,
-                          unknown: id("tokenizer.ggml.unknown_token_id"),
+                          unknown: unknown,
                           addBOS: gguf.metadata["tokenizer.ggml.add_bos_token"]?.boolValue ?? true,
                           addEOS: gguf.metadata["tokenizer.ggml.add_eos_token"]?.boolValue ?? false,
                           addSpacePrefix: gguf.metadata["tokenizer.ggml.add_space_prefix"]?.boolValue ?? true)
@@ -146,7 +152,8 @@ public final class Tokenizer: Sendable {
             switch types[i] {
             case .control, .userDefined, .unknown:
                 bytes.append(Array(t.utf8))
-                if types[i] != .unknown && !t.isEmpty { specials.append((Array(t.utf8), Int32(i))) }
+                // Unknown-type tokens (`<unk>`) are matched with special parsing too, as llama.cpp.
+                if !t.isEmpty { specials.append((Array(t.utf8), Int32(i))) }
             default:
                 if scores != nil {
                     // SentencePiece: `<0xXX>` byte tokens, and pieces with `▁` for spaces.
@@ -335,6 +342,8 @@ public final class Tokenizer: Sendable {
     }
 
     /// Text of a sequence of ids. Invalid UTF-8 (a sequence cut mid-character) becomes U+FFFD.
+    /// (A SentencePiece model that puts a space before the text keeps it here, so whole and
+    /// streamed text agree; llama.cpp's detokenizer drops it.)
     public func decode(_ ids: some Sequence<Int32>, special: Bool = false) -> String {
         var b: [UInt8] = []
         for id in ids { b.append(contentsOf: bytes(of: id, special: special)) }

@@ -26,6 +26,9 @@ struct TinyModel {
     var slidingWindow: Int?
     /// Adds Llama 3's `rope_freqs.weight` (per-pair frequency divisors).
     var ropeFreqs = false
+    /// Values of `rope_freqs.weight` (default: 1, 3.5, 6, 8.5 repeating).
+    var ropeFreqValues: [Float]?
+    var ropeBase: Float = 10000
     /// Tensors no architecture reads, written after the others (name order).
     var extraTensors: [String: [Int]] = [:]
 
@@ -61,7 +64,7 @@ struct TinyModel {
         w.add("\(a).feed_forward_length", .uint32(UInt32(ff)))
         w.add("\(a).attention.head_count", .uint32(UInt32(heads)))
         w.add("\(a).attention.head_count_kv", .uint32(UInt32(kvHeads)))
-        w.add("\(a).rope.freq_base", .float32(10000))
+        w.add("\(a).rope.freq_base", .float32(ropeBase))
         w.add("\(a).attention.layer_norm_rms_epsilon", .float32(1e-5))
         if let keyLength {
             w.add("\(a).attention.key_length", .uint32(UInt32(keyLength)))
@@ -97,7 +100,7 @@ struct TinyModel {
         add("output_norm.weight", [embd], scale: 0, ones: true)
         if !tied { add("output.weight", [embd, vocab], scale: 0.3) }
         if ropeFreqs && !omit.contains("rope_freqs.weight") {
-            w.addTensor("rope_freqs.weight", dims: [headDim / 2], floats: (0 ..< headDim / 2).map { 1 + Float($0 % 4) * 2.5 })
+            w.addTensor("rope_freqs.weight", dims: [headDim / 2], floats: ropeFreqValues ?? (0 ..< headDim / 2).map { 1 + Float($0 % 4) * 2.5 })
         }
         for l in 0 ..< layers {
             let b = "blk.\(l)."
