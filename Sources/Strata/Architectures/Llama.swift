@@ -14,14 +14,20 @@ enum Llama: ArchitectureDefinition {
     static let names = ["llama", "mistral"]
 
     static func build(_ b: inout PlanBuilder, gguf: GGUFFile) throws {
+        let rope = b.ropeSpec(style: .normal, factors: b.hasGlobal("rope_freqs.weight"))
+        build(&b, qkvBias: false, rope: rope)
+    }
+
+    /// The Llama pass, with or without biases on Q, K and V (Qwen2 has them) and a RoPE.
+    static func build(_ b: inout PlanBuilder, qkvBias: Bool, rope: RopeSpec) {
         b.embed()
         for l in 0 ..< b.config.blockCount {
             b.layer = l
             b.norm("attn_norm")
-            b.linear("attn_q", .normed, .q)
-            b.linear("attn_k", .normed, .k)
-            b.linear("attn_v", .normed, .v)
-            b.rope(b.ropeSpec(style: .normal, factors: b.hasGlobal("rope_freqs.weight")))
+            b.linear("attn_q", .normed, .q, bias: qkvBias)
+            b.linear("attn_k", .normed, .k, bias: qkvBias)
+            b.linear("attn_v", .normed, .v, bias: qkvBias)
+            b.rope(rope)
             b.attention()
             b.linear("attn_output", .attention, .residual, accumulate: true)
             b.norm("ffn_norm")
