@@ -23,12 +23,12 @@ import Testing
     /// streaming ≡ whole decoding, no control tokens from message text, ids in range) trap on a
     /// violation — so this fails by crashing, as the fuzzer would. Tokenizer and chat-template
     /// inputs run against the tiny model's tokenizer and, when present, the default model's (the
-    /// one `make fuzz` uses).
+    /// one `make fuzz` uses) and Gemma 3's (SentencePiece).
     @Test(arguments: ["GGUF", "Tokenizer", "ChatTemplate", "BatchInput", "Safetensors"])
     func committedInputsRunCleanly(harness: String) {
         let inputs = Self.inputs(harness)
         #expect(!inputs.filter { $0.0.hasPrefix("seeds/") }.isEmpty, "no seeds for \(harness) under \(Self.root)")
-        let tokenizers = [Self.tokenizer] + (RealModel.tokenizer.map { [$0] } ?? [])
+        let tokenizers = [Self.tokenizer] + (RealModel.tokenizer.map { [$0] } ?? []) + (GemmaTests.tokenizer.map { [$0] } ?? [])
         for (name, bytes) in inputs {
             for tok in tokenizers {
                 let summary = bytes.withUnsafeBytes { raw in

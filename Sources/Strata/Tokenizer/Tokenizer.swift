@@ -185,19 +185,18 @@ public final class Tokenizer: Sendable {
             bpe = nil
         } else {
             sentencePiece = nil
-
-        var table: [UInt64: (rank: Int32, merged: Int32)] = [:]
-        table.reserveCapacity(merges.count)
-        for (rank, m) in merges.enumerated() {
-            let parts = m.split(separator: " ", omittingEmptySubsequences: false)
-            guard parts.count == 2, let a = idOfText[String(parts[0])], let b = idOfText[String(parts[1])],
-                  let merged = idOfText[String(parts[0]) + String(parts[1])] else {
-                throw TokenizerError.badMerge(index: rank, text: m)
+            var table: [UInt64: (rank: Int32, merged: Int32)] = [:]
+            table.reserveCapacity(merges.count)
+            for (rank, m) in merges.enumerated() {
+                let parts = m.split(separator: " ", omittingEmptySubsequences: false)
+                guard parts.count == 2, let a = idOfText[String(parts[0])], let b = idOfText[String(parts[1])],
+                      let merged = idOfText[String(parts[0]) + String(parts[1])] else {
+                    throw TokenizerError.badMerge(index: rank, text: m)
+                }
+                let key = BPE.key(a, b)
+                if table[key] == nil { table[key] = (Int32(rank), merged) }
             }
-            let key = BPE.key(a, b)
-            if table[key] == nil { table[key] = (Int32(rank), merged) }
-        }
-        bpe = BPE(merges: table, byteTokens: byteTokens)
+            bpe = BPE(merges: table, byteTokens: byteTokens)
         }
 
         var eog = Set<Int32>()
