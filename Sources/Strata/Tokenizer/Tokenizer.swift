@@ -132,6 +132,10 @@ public final class Tokenizer: Sendable {
         }
         self.addSpacePrefix = scores != nil && addSpacePrefix
         self.tokens = tokens
+        // As llama.cpp: a user-defined token that spells an end-of-turn or fill-in-the-middle
+        // marker is a control token (matched only with special parsing, hidden when decoding).
+        var types = types
+        for (i, t) in tokens.enumerated() where types[i] == .userDefined && Self.endOfGenerationTexts.contains(t) { types[i] = .control }
         self.types = types
         self.preTokenizer = preTokenizer
         self.bos = bos
@@ -336,7 +340,7 @@ public final class Tokenizer: Sendable {
     /// The bytes a token stands for; control tokens give their text only with `special`.
     public func bytes(of id: Int32, special: Bool = false) -> ArraySlice<UInt8> {
         guard id >= 0 && Int(id) < bytes.count else { return [] }
-        if !special && types[Int(id)] == .control { return [] }
+        if !special && (types[Int(id)] == .control || types[Int(id)] == .unknown) { return [] }
         return bytes[Int(id)][...]
     }
 
