@@ -3,7 +3,7 @@
 # shapes, one after another, results under $OUT. llama.cpp is built outside the repository from
 # the PyPI sdist of llama-cpp-python (see BENCHMARKS.md); point LLAMA_BIN at its build/bin and
 # LLAMA_MODEL at the F32 dequantization of the default model. PYTHON must have torch,
-# transformers and gguf.
+# transformers, accelerate (its GGUF loader needs it) and gguf.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/strata-sitting}

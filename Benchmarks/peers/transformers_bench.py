@@ -3,7 +3,7 @@
 pp N: one forward pass over N prompt tokens (tokens/s). tg N: greedy generation of N tokens after
 a one-token prompt (tokens/s). batch B: B prompts of P tokens generating G tokens each with
 `generate` (total generated tokens/s, and decode-only: the prefill time measured separately is
-subtracted). Run with the venv that has torch + transformers + gguf:
+subtracted). Run with the venv that has torch + transformers + accelerate + gguf:
 
     python Benchmarks/peers/transformers_bench.py --model ~/.cache/strata/models/SmolLM2-135M-Instruct.Q4_1.gguf
 """
