@@ -63,7 +63,7 @@ def main():
                              capture_output=True, text=True, check=True)
         return json.loads(out.stdout)["ids"]
 
-    prompts = [("fixture", json.loads(l)["prompt_ids"]) for l in open(args.fixtures)]
+    prompts = [("fixture: " + json.loads(l)["prompt"], json.loads(l)["prompt_ids"]) for l in open(args.fixtures)]
     prompts += [(p, tokenize(p)) for p in args.prompts]
     ref, whole, single = load(args.f32, 512), load(args.model, 512), load(args.model, 1)
     paths = ["llama.cpp Q4_1, one batch", "llama.cpp Q4_1, token by token", "strata --activations q8", "strata default"]

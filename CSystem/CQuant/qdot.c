@@ -14,6 +14,7 @@
 // Per block and output: isum = Σ q_w · q_a exactly (Q4_0: Σ (q_w − 8) · q_a), then
 //   acc = fma(float(isum), d_w · d_a, acc)        and for Q4_1: acc = fma(m_w, s_a, acc).
 #include "qdot.h"
+#include "prefetch_ahead.h"
 #include <math.h>
 #include <string.h>
 #if defined(__AVX512F__) || defined(__AVX2__)
@@ -194,15 +195,14 @@ static inline int32_t quad(const strata_q8_block *a, int i) { int32_t v; memcpy(
 
 /// R rows (1..4) against one panel: per block, the integer sums of all rows, then the float steps.
 /// With `fetch` (the first rows through a panel: the walk that reads it from memory), each block
-/// also prefetches the record 4 KiB ahead, the next panel's once past this one's end (panels
-/// follow each other in memory). A hint only: results are unchanged.
+/// also prefetches ahead (prefetch_ahead.h).
 static inline __attribute__((always_inline)) void panel_rows(int t, const uint8_t *panel, int k, const strata_q8_block *a, int lda,
                                                              const int R, vf acc[4], int fetch) {
     const size_t rec = record_bytes(t);
     for (int r = 0; r < R; r++) acc[r] = vf_zero();
     for (int b = 0; b < k / 32; b++) {
         const uint8_t *rb = panel + (size_t)b * rec;
-        if (fetch) for (size_t o = 0; o < rec; o += 64) __builtin_prefetch(rb + 4096 + o, 0, 3);
+        if (fetch) strata_prefetch_ahead(rb, rec);
         vi s[4];
         for (int r = 0; r < R; r++) s[r] = vi_zero();
         if (t == T_Q8_0) {

@@ -24,6 +24,7 @@
 // H..<W. Every value is rebuilt with the same float operations, in the same order, as ggml's
 // dequantize_row_* (and Strata's Dequantize), so a panel unpacks to the exact floats.
 #include "quant.h"
+#include "prefetch_ahead.h"
 #include <string.h>
 
 #pragma clang fp contract(off)

@@ -30,17 +30,6 @@ static const VU FN(lane) = {0, 1, 2, 3, 4, 5, 6, 7};
 
 #define AI static inline __attribute__((always_inline))
 
-/// Each walker fetches, as it starts a record, the cache lines `PF_AHEAD` bytes ahead (past the
-/// panel's end, the next panel's: panels follow each other in memory), so that memory streams
-/// while the vector units unpack. Only a hint, results are unchanged; measured on the Intel Xeon of
-/// BENCHMARKS.md sitting 9, batch-1 decode 1.3–1.5× faster on the exact path.
-#ifndef PF_AHEAD
-#define PF_AHEAD 4096
-AI void strata_prefetch_record(const uint8_t *r, size_t bytes) {
-    for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(r + PF_AHEAD + o, 0, 3);
-}
-#endif
-
 AI VF FN(halves)(const uint8_t *p) { VHF h; memcpy(&h, p, sizeof h); return __builtin_convertvector(h, VF); }
 AI VB FN(bytes)(const uint8_t *p) { VB b; memcpy(&b, p, sizeof b); return b; }
 AI VI FN(u8)(VB b) { return __builtin_convertvector(b, VI); }
@@ -80,7 +69,7 @@ AI void FN(walk_q4q5)(const uint8_t *src, int k, FN(sink) *s, const int R, const
     const size_t rec = (size_t)((hasMin ? 4 : 2) * W + (five ? 4 * W : 0) + 16 * W);
     for (int b = 0; b < k / 32; b++) {
         const uint8_t *r = src + (size_t)b * rec;
-        strata_prefetch_record(r, rec);
+        strata_prefetch_ahead(r, rec);
         VF d0 = FN(halves)(r), d1 = FN(halves)(r + 2 * H), m0 = 0, m1 = 0;
         if (hasMin) { m0 = FN(halves)(r + 2 * W); m1 = FN(halves)(r + 2 * W + 2 * H); }
         const uint8_t *bits = r + (hasMin ? 4 : 2) * W, *nib = bits + (five ? 4 * W : 0);
@@ -110,7 +99,7 @@ AI void FN(walk_q4q5)(const uint8_t *src, int k, FN(sink) *s, const int R, const
 AI void FN(walk_q8_0)(const uint8_t *src, int k, FN(sink) *s, const int R) {
     for (int b = 0; b < k / 32; b++) {
         const uint8_t *r = src + (size_t)b * 34 * W;
-        strata_prefetch_record(r, 34 * W);
+        strata_prefetch_ahead(r, 34 * W);
         VF d0 = FN(halves)(r), d1 = FN(halves)(r + 2 * H);
         const uint8_t *q = r + 2 * W;
         for (int p = 0; p < 32; p++) {
@@ -125,7 +114,7 @@ AI void FN(walk_q8_0)(const uint8_t *src, int k, FN(sink) *s, const int R) {
 AI void FN(walk_q2_K)(const uint8_t *src, int k, FN(sink) *s, const int R) {
     for (int b = 0; b < k / 256; b++) {
         const uint8_t *r = src + (size_t)b * 84 * W, *sc = r + 4 * W, *two = r + 20 * W;
-        strata_prefetch_record(r, 84 * W);
+        strata_prefetch_ahead(r, 84 * W);
         VF d0 = FN(halves)(r), d1 = FN(halves)(r + 2 * H), n0 = FN(halves)(r + 2 * W), n1 = FN(halves)(r + 2 * W + 2 * H);
         for (int j = 0; j < 16; j++) {
             VB s0 = FN(bytes)(sc + j * W), s1 = FN(bytes)(sc + j * W + H);
@@ -142,7 +131,7 @@ AI void FN(walk_q2_K)(const uint8_t *src, int k, FN(sink) *s, const int R) {
 AI void FN(walk_q3_K)(const uint8_t *src, int k, FN(sink) *s, const int R) {
     for (int b = 0; b < k / 256; b++) {
         const uint8_t *r = src + (size_t)b * 114 * W, *sc = r + 2 * W, *bit = r + 18 * W, *two = bit + 32 * W;
-        strata_prefetch_record(r, 114 * W);
+        strata_prefetch_ahead(r, 114 * W);
         VF d0 = FN(halves)(r), d1 = FN(halves)(r + 2 * H);
         for (int j = 0; j < 16; j++) {
             VS s0, s1;
@@ -162,7 +151,7 @@ AI void FN(walk_q45_K)(const uint8_t *src, int k, FN(sink) *s, const int R, cons
     const size_t rec = five ? 180 * W : 148 * W;
     for (int b = 0; b < k / 256; b++) {
         const uint8_t *r = src + (size_t)b * rec, *sc = r + 4 * W, *mn = r + 12 * W;
-        strata_prefetch_record(r, rec);
+        strata_prefetch_ahead(r, rec);
         const uint8_t *bit = r + 20 * W, *nib = bit + (five ? 32 * W : 0);
         VF d0 = FN(halves)(r), d1 = FN(halves)(r + 2 * H), n0 = FN(halves)(r + 2 * W), n1 = FN(halves)(r + 2 * W + 2 * H);
         for (int j = 0; j < 8; j++) {
@@ -186,7 +175,7 @@ AI void FN(walk_q45_K)(const uint8_t *src, int k, FN(sink) *s, const int R, cons
 AI void FN(walk_q6_K)(const uint8_t *src, int k, FN(sink) *s, const int R) {
     for (int b = 0; b < k / 256; b++) {
         const uint8_t *r = src + (size_t)b * 210 * W, *sc = r + 2 * W, *two = r + 18 * W, *nib = two + 64 * W;
-        strata_prefetch_record(r, 210 * W);
+        strata_prefetch_ahead(r, 210 * W);
         VF d0 = FN(halves)(r), d1 = FN(halves)(r + 2 * H);
         for (int j = 0; j < 16; j++) {
             VS s0, s1;
@@ -205,7 +194,7 @@ AI void FN(walk_q6_K)(const uint8_t *src, int k, FN(sink) *s, const int R) {
 AI void FN(walk_float)(const uint8_t *src, int k, FN(sink) *s, const int R, const int type) {
     const size_t step = (size_t)W * (type == T_F32 ? 4 : 2);
     for (int p = 0; p < k; p++) {
-        if ((p & 15) == 0) strata_prefetch_record(src + (size_t)p * step, 16 * step);
+        if ((p & 15) == 0) strata_prefetch_ahead(src + (size_t)p * step, 16 * step);
         VF lo, hi;
         if (type == T_F32) { memcpy(&lo, src + (size_t)p * W * 4, sizeof lo); memcpy(&hi, src + (size_t)p * W * 4 + H * 4, sizeof hi); }
         else if (type == T_F16) { lo = FN(halves)(src + (size_t)p * W * 2); hi = FN(halves)(src + (size_t)p * W * 2 + 2 * H); }

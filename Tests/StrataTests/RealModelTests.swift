@@ -210,7 +210,7 @@ import Testing
 
     /// `--activations q8`: activations quantized to 8-bit blocks and integer dot products, as
     /// llama.cpp's own quantized path. Its logits move by the rounding as llama.cpp's do (which
-    /// differ from float32 by up to about 0.6 here); they stay within 1.0 of llama.cpp's
+    /// differ from float32 by up to about 1.2 here); they stay within 1.0 of llama.cpp's
     /// (`q4_1_path.jsonl`), pick the same top token wherever that reference's margin is 1 or more,
     /// and a sequence's logits are bit for bit the same prefilled in one step or token by token.
     /// Measured against the float32 reference (`logits.jsonl`, same prompts), the q8 logits move
@@ -234,12 +234,16 @@ import Testing
             if (c["margins"] as! [Double])[0] >= 1.0 {
                 #expect(logits.indices.max { logits[$0] < logits[$1] } == want[0].0, "q8 top id for \(c["prompt"]!)")
             }
-            // Distance of each quantized path from the float32 reference over its top 20.
+            // Each quantized path's distance from the float32 reference, over the reference's
+            // top-20 ids that llama.cpp's top 20 also lists (its logits for the others are not in
+            // the fixture), so that both are measured on the same ids.
             try #require(n < float.count && RealModel.ids(float[n]["prompt_ids"]) == ids, "logits.jsonl and q4_1_path.jsonl list the same prompts")
             let reference = (float[n]["top20"] as! [[Double]]).map { (Int($0[0]), $0[1]) }
-            let llama = Dictionary(uniqueKeysWithValues: want)
-            strataFromFloat.append(reference.map { abs(Double(logits[$0.0]) - $0.1) }.max()!)
-            llamaFromFloat.append(reference.compactMap { r in llama[r.0].map { abs($0 - r.1) } }.max()!)
+            let llama = Dictionary(want, uniquingKeysWith: { a, _ in a })
+            let shared = reference.filter { llama[$0.0] != nil }
+            try #require(shared.count >= 15, "the two references share \(shared.count) of their top-20 ids")
+            strataFromFloat.append(shared.map { abs(Double(logits[$0.0]) - $0.1) }.max() ?? .infinity)
+            llamaFromFloat.append(shared.map { abs(llama[$0.0]! - $0.1) }.max() ?? 0)
         }
         let mean = { (v: [Double]) in v.reduce(0, +) / Double(v.count) }
         #expect(!strataFromFloat.isEmpty && mean(strataFromFloat) <= 1.25 * mean(llamaFromFloat),
