@@ -3,7 +3,7 @@
 // panel's end are the next panel's (panels follow each other in memory), so that memory streams
 // while the vector units work. Only a hint: results are unchanged, and a prefetch past the end of
 // the buffer does not fault. On the Intel Xeon of BENCHMARKS.md sitting 9 it made batch-1 decode
-// on the exact path 1.3–1.5× faster (the hardware prefetcher alone left the unpacking waiting on
+// on the exact path 1.3–1.6× faster (the hardware prefetcher alone left the unpacking waiting on
 // memory).
 #ifndef STRATA_PREFETCH_AHEAD_H
 #define STRATA_PREFETCH_AHEAD_H
