@@ -21,6 +21,11 @@ func measure(reps: Int = 5, minSeconds: Double = 0.2, _ body: () -> Void) -> [Do
     return out
 }
 
+/// Writes `values` back into `b`: for ops that work in place, before each repetition.
+func restore(_ b: FloatBuffer, _ values: [Float]) {
+    b.withUnsafeMutableBufferPointer { p in for i in 0 ..< values.count { p[i] = values[i] } }
+}
+
 func random(_ n: Int, seed: UInt64) -> FloatBuffer {
     var g = Xoshiro256(seed: seed)
     let b = FloatBuffer(count: n, zeroed: false)
@@ -119,7 +124,7 @@ for (rows, cols) in [(1, 512), (1, 4096), (512, 512)] {
     let s = random(rows * cols, seed: 6)
     let copy = s.array()
     print(row("causal softmax \(rows)×\(cols)", measure(reps: reps) {
-        s.withUnsafeMutableBufferPointer { p in for i in 0 ..< copy.count { p[i] = copy[i] } }
+        restore(s, copy)
         Kernels.causalSoftmax(s, rows: rows, cols: cols, scale: 0.125)
     }))
 }
@@ -132,7 +137,7 @@ do {
     // time), or repeated application would drive it into subnormals and time those instead.
     let g = random(512 * 1536, seed: 10), u = random(512 * 1536, seed: 11), gate = g.array()
     print(row("SwiGLU 512×1536 (input copy included)", measure(reps: reps) {
-        g.withUnsafeMutableBufferPointer { p in for i in 0 ..< gate.count { p[i] = gate[i] } }
+        restore(g, gate)
         Kernels.swiglu(gate: g, up: u, rows: 512, cols: 1536)
     }))
     for type in [GGMLType.q4_1, .q8_0] {

@@ -12,7 +12,7 @@ vocabulary, and whether the top token agrees. Needs llama.cpp built by
 
 (the F32 file: `llama-quantize --allow-requantize SmolLM2-135M-Instruct.Q4_1.gguf smollm2-f32.gguf F32`).
 """
-import argparse, json, os, subprocess
+import argparse, json, os, subprocess, sys
 
 import numpy as np
 import llama_cpp
@@ -20,17 +20,14 @@ from llama_cpp import Llama
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "..", "shared", "tools"))
+from llama_ref import next_logits  # noqa: E402  (llama.cpp's last-position logits, as the fixtures were made)
 
 
 def load(path, batch):
+    """As llama_ref.load (float32 KV cache, no flash attention, 2 threads), with `batch` tokens a step."""
     return Llama(model_path=path, n_ctx=2048, n_batch=batch, n_ubatch=batch, n_threads=2, logits_all=True,
                  verbose=False, type_k=llama_cpp.GGML_TYPE_F32, type_v=llama_cpp.GGML_TYPE_F32, flash_attn=False)
-
-
-def llama_logits(llm, ids):
-    llm.reset()
-    llm.eval(ids)
-    return np.array(llm.scores[llm.n_tokens - 1], dtype=np.float64)
 
 
 def kl(ref, x):
@@ -63,15 +60,16 @@ def main():
                              capture_output=True, text=True, check=True)
         return json.loads(out.stdout)["ids"]
 
-    prompts = [("fixture: " + json.loads(l)["prompt"], json.loads(l)["prompt_ids"]) for l in open(args.fixtures)]
+    fixtures = [json.loads(l) for l in open(args.fixtures)]
+    prompts = [("fixture: " + c["prompt"], c["prompt_ids"]) for c in fixtures]
     prompts += [(p, tokenize(p)) for p in args.prompts]
     ref, whole, single = load(args.f32, 512), load(args.model, 512), load(args.model, 1)
     paths = ["llama.cpp Q4_1, one batch", "llama.cpp Q4_1, token by token", "strata --activations q8", "strata default"]
     totals, selfdiff = {p: [] for p in paths}, {}
     for source, ids in prompts:
-        f = llama_logits(ref, ids)
+        f = next_logits(ref, ids)
         top = np.argsort(-f)[:20]
-        got = dict(zip(paths, [llama_logits(whole, ids), llama_logits(single, ids), strata(ids, "--activations", "q8"), strata(ids)]))
+        got = dict(zip(paths, [next_logits(whole, ids), next_logits(single, ids), strata(ids, "--activations", "q8"), strata(ids)]))
         row = {"prompt": source, "tokens": len(ids)}
         for p, v in got.items():
             r = (float(np.abs(v[top] - f[top]).max()), kl(f, v), int(np.argmax(v) == np.argmax(f)))
