@@ -39,12 +39,14 @@ import Testing
         let a = rng.floats(m * k), W = PackedMatrix(buffer(rng.floats(n * k)), rows: n, cols: k)
         let all = packedProduct(a, W, m: m, threads: 2)
         #expect(packedProduct(a, W, m: m, threads: 1) == all)
-        // Each row alone (the matrix-vector kernel), and a block of rows 5..<18 (8 + 4 + 1 rows):
-        // bit for bit the rows of the full product.
+        // Each row alone (the matrix-vector kernel), and blocks of rows that go through the other
+        // kernels in other groupings: 13 rows (8 + 4 + 1 with AVX-512, 6 + 6 + 1 with AVX2) and
+        // 10 rows (8 + 1 + 1, or 6 + 4): bit for bit the rows of the full product.
         for i in 0 ..< m {
             #expect(packedProduct(Array(a[i * k ..< (i + 1) * k]), W, m: 1, threads: 2) == Array(all[i * n ..< (i + 1) * n]), "row \(i)")
         }
         #expect(packedProduct(Array(a[5 * k ..< 18 * k]), W, m: 13, threads: 1) == Array(all[5 * n ..< 18 * n]))
+        #expect(packedProduct(Array(a[3 * k ..< 13 * k]), W, m: 10, threads: 2) == Array(all[3 * n ..< 13 * n]))
     }
 
     @Test func gemmEntryPointPacksEitherLayout() {

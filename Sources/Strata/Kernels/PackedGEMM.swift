@@ -164,8 +164,9 @@ struct PanelPrefetch {
 
 enum PackedGEMM {
     // The main micro-kernel takes 8 rows of A (8 rows × 2 registers = 16 accumulators of the 32
-    // AVX-512 registers); with 16 registers (AVX2, NEON) it takes 4 (8 accumulators). Leftover
-    // rows go through the 4-row and 1-row kernels.
+    // AVX-512 registers); with 16 registers (AVX2, NEON) it takes 6 (12 accumulators, two panel
+    // registers and one broadcast: BLIS's 6×16 Haswell shape). Leftover rows go through the 4-row
+    // and 1-row kernels.
 
     /// `C = A · Wᵀ (+ C)` for the output panels in `panels`, `A: [m × k]`, `C: [m × n]`.
     /// Each output is one chain of fused multiply-adds over `k` in order, whichever kernel and
@@ -204,14 +205,23 @@ enum PackedGEMM {
                 next = pn + 1 < panels.upperBound && m > 1 ? pw + k * nr : nil
             }
             let n0 = pn * nr, valid = min(nr, w.rows - n0)
-            let stride = nr / passes
-            @inline(__always) func ahead(_ pass: Int) -> PanelPrefetch { PanelPrefetch(next.map { $0 + pass * k * stride }, stride: stride) }
+            // The first `fetchers` passes share the next panel, `stride` floats of it per input
+            // step (at least two, so that each pass's hints move on); the passes after fetch nothing.
+            let fetchers = min(passes, nr / 2), stride = nr / fetchers
+            @inline(__always) func ahead(_ pass: Int) -> PanelPrefetch {
+                PanelPrefetch(pass < fetchers ? next.map { $0 + pass * k * stride } : nil, stride: stride)
+            }
             var pass = 0
             var i = 0
             #if STRATA_AVX512
             while i + 8 <= m {
                 rows8(a.row(i), a.stride, pw, k, c.row(i) + n0, c.stride, valid, accumulate, ahead(pass))
                 i += 8; pass += 1
+            }
+            #else
+            while i + 6 <= m {
+                rows6(a.row(i), a.stride, pw, k, c.row(i) + n0, c.stride, valid, accumulate, ahead(pass))
+                i += 6; pass += 1
             }
             #endif
             while i + 4 <= m {
@@ -237,7 +247,7 @@ enum PackedGEMM {
         #if STRATA_AVX512
         return m / 8 + m % 8 / 4 + m % 4
         #else
-        return m / 4 + m % 4
+        return m / 6 + m % 6 / 4 + m % 6 % 4
         #endif
     }
 
@@ -324,6 +334,36 @@ enum PackedGEMM {
         store(c20, c21, c + 2 * ldc, valid, accumulate); store(c30, c31, c + 3 * ldc, valid, accumulate)
         store(c40, c41, c + 4 * ldc, valid, accumulate); store(c50, c51, c + 5 * ldc, valid, accumulate)
         store(c60, c61, c + 6 * ldc, valid, accumulate); store(c70, c71, c + 7 * ldc, valid, accumulate)
+    }
+    #endif
+
+    #if !STRATA_AVX512
+    /// The micro-kernel with 16 vector registers: 6 rows of A against one panel, `C[6 × 16]` in 12
+    /// registers. Two fused multiply-add units with a 4-cycle latency need 8 independent chains to
+    /// stay busy; 12 leave slack for the loads.
+    @inline(__always)
+    private static func rows6(_ a: UnsafePointer<Float>, _ lda: Int, _ pw: UnsafePointer<Float>, _ k: Int,
+                              _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ valid: Int, _ accumulate: Bool,
+                              _ prefetch: PanelPrefetch) {
+        let v = PVec.scalarCount, nr = 2 * v
+        let a0 = a, a1 = a0 + lda, a2 = a1 + lda, a3 = a2 + lda, a4 = a3 + lda, a5 = a4 + lda
+        var c00 = PVec(), c01 = PVec(), c10 = PVec(), c11 = PVec(), c20 = PVec(), c21 = PVec()
+        var c30 = PVec(), c31 = PVec(), c40 = PVec(), c41 = PVec(), c50 = PVec(), c51 = PVec()
+        var w = pw
+        for p in 0 ..< k {
+            prefetch.step(p)
+            let y0 = load(w), y1 = load(w + v)
+            var x = PVec(repeating: a0[p]); c00.addProduct(x, y0); c01.addProduct(x, y1)
+            x = PVec(repeating: a1[p]); c10.addProduct(x, y0); c11.addProduct(x, y1)
+            x = PVec(repeating: a2[p]); c20.addProduct(x, y0); c21.addProduct(x, y1)
+            x = PVec(repeating: a3[p]); c30.addProduct(x, y0); c31.addProduct(x, y1)
+            x = PVec(repeating: a4[p]); c40.addProduct(x, y0); c41.addProduct(x, y1)
+            x = PVec(repeating: a5[p]); c50.addProduct(x, y0); c51.addProduct(x, y1)
+            w += nr
+        }
+        store(c00, c01, c, valid, accumulate); store(c10, c11, c + ldc, valid, accumulate)
+        store(c20, c21, c + 2 * ldc, valid, accumulate); store(c30, c31, c + 3 * ldc, valid, accumulate)
+        store(c40, c41, c + 4 * ldc, valid, accumulate); store(c50, c51, c + 5 * ldc, valid, accumulate)
     }
     #endif
 
