@@ -9,7 +9,7 @@ import Foundation
 // it (e.g. haswell for a binary that must run on other x86-64 machines with AVX2 and FMA).
 //
 // The `simd` backend's micro-kernel is shaped for the register file: 16-float vectors and 8-row
-// blocks with AVX-512 (32 registers), 8-float vectors and 4-row blocks otherwise. It takes the
+// blocks with AVX-512 (32 registers), 8-float vectors and 6-row blocks otherwise. It takes the
 // AVX-512 shape when the target is native and the build machine has AVX-512 (F, BW, DQ, VL), or
 // when STRATA_AVX512=1; STRATA_AVX512=0 forces the other.
 #if arch(x86_64)

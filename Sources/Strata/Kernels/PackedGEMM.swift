@@ -166,7 +166,7 @@ enum PackedGEMM {
     // The main micro-kernel takes 8 rows of A (8 rows × 2 registers = 16 accumulators of the 32
     // AVX-512 registers); with 16 registers (AVX2, NEON) it takes 6 (12 accumulators, two panel
     // registers and one broadcast: BLIS's 6×16 Haswell shape). Leftover rows go through the 4-row
-    // and 1-row kernels.
+    // and 1-row kernels (`sixes`).
 
     /// `C = A · Wᵀ (+ C)` for the output panels in `panels`, `A: [m × k]`, `C: [m × n]`.
     /// Each output is one chain of fused multiply-adds over `k` in order, whichever kernel and
@@ -219,7 +219,7 @@ enum PackedGEMM {
                 i += 8; pass += 1
             }
             #else
-            while i + 6 <= m {
+            for _ in 0 ..< sixes(m) {
                 rows6(a.row(i), a.stride, pw, k, c.row(i) + n0, c.stride, valid, accumulate, ahead(pass))
                 i += 6; pass += 1
             }
@@ -247,9 +247,21 @@ enum PackedGEMM {
         #if STRATA_AVX512
         return m / 8 + m % 8 / 4 + m % 4
         #else
-        return m / 6 + m % 6 / 4 + m % 6 % 4
+        let rest = m - 6 * sixes(m)
+        return sixes(m) + rest / 4 + rest % 4
         #endif
     }
+
+    #if !STRATA_AVX512
+    /// Blocks of 6 rows for `m` rows with 16 registers. Two or three rows left over would go
+    /// through the 1-row kernel, whose two chains leave the multiply-add units mostly idle, so
+    /// the last block of 6 gives way to two blocks of 4 then (8 rows: 4 + 4, not 6 + 1 + 1).
+    @inline(__always)
+    static func sixes(_ m: Int) -> Int {
+        let r = m % 6
+        return m >= 6 && (r == 2 || r == 3) ? m / 6 - 1 : m / 6
+    }
+    #endif
 
     /// `run` over all panels, split across `threads` threads of the shared pool by panels. A
     /// quantized `w` needs `scratch` with `w.scratchFloats` floats for each thread, `stride` apart.
