@@ -189,6 +189,9 @@ enum PackedGEMM {
             }
             return
         }
+        #if !STRATA_AVX512
+        let sixBlocks = sixes(m)
+        #endif
         for pn in panels {
             let pw: UnsafePointer<Float>
             let next: UnsafePointer<Float>?
@@ -219,7 +222,7 @@ enum PackedGEMM {
                 i += 8; pass += 1
             }
             #else
-            for _ in 0 ..< sixes(m) {
+            for _ in 0 ..< sixBlocks {
                 rows6(a.row(i), a.stride, pw, k, c.row(i) + n0, c.stride, valid, accumulate, ahead(pass))
                 i += 6; pass += 1
             }
@@ -247,8 +250,8 @@ enum PackedGEMM {
         #if STRATA_AVX512
         return m / 8 + m % 8 / 4 + m % 4
         #else
-        let rest = m - 6 * sixes(m)
-        return sixes(m) + rest / 4 + rest % 4
+        let blocks = sixes(m), rest = m - 6 * blocks
+        return blocks + rest / 4 + rest % 4
         #endif
     }
 
