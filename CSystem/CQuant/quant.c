@@ -262,6 +262,13 @@ void strata_qpanel_unpack(int t, const void *panel, int k, int W, float *out) {
     else unpack_16(t, panel, k, out);
 }
 
+int strata_qpanel_row_pair(int t, const void *panel, size_t panel_bytes, int k, int W, const float *a,
+                           float *c, int validb, int accumulate) {
+    const uint8_t *pa = panel, *pb = pa + panel_bytes;
+    if (W == 32) return row_pair_32(t, pa, pb, k, a, c, c + 32, validb, accumulate);
+    return row_pair_16(t, pa, pb, k, a, c, c + 16, validb, accumulate);
+}
+
 void strata_qpanel_rows(int t, const void *panel, int k, int W, const float *a, int lda, int m,
                         float *c, int ldc, int valid, int accumulate) {
     for (int r = 0; r < m; r += 4) {

@@ -197,7 +197,7 @@ struct ModelOptionsNoBackend: ParsableArguments {
 
     @Option(help: "Weights: native (the file's types) or f32 (dequantized at load).")
     var weights: WeightsMode = .native
-    @Option(help: "simd with native weights: f32 (exact) or q8 activations (8-bit blocks, integer kernels).")
+    @Option(help: "simd with native weights: f32 (exact), q24 (24-bit blocks, integer kernels) or q8 activations (8-bit blocks).")
     var activations: ActivationMode = .f32
     @Option(name: .customLong("cache-type"), help: "KV cache element type: f32 or f16.")
     var cacheType: KVCacheType = .f32

@@ -105,8 +105,10 @@ import Testing
     /// A quantized weight against the same values as float32, on every backend. Float activations
     /// (naive; simd by default) give the float32 result bit for bit (same values, same operation
     /// order); blas is within rounding; simd with `.q8` activations on the integer kernels (Q4_0,
-    /// Q4_1, Q8_0) stays within the error bound of the 8-bit activation rounding. Row counts and
-    /// widths that are not multiples of the blocks or panels, threads 1 and 2.
+    /// Q4_1, Q8_0) stays within the error bound of the 8-bit activation rounding, and with `.q24`
+    /// within that of the 24-bit rounding (half of max|x| / (127 · 254²) per value) plus float
+    /// rounding. Row counts and widths that are not multiples of the blocks or panels, threads 1
+    /// and 2.
     @Test(arguments: [GGMLType.q4_1, .q8_0, .q4_0, .q5_0, .q4_K, .q5_K, .q6_K, .f16, .q2_K, .q3_K])
     func quantizedMatmulEqualsFloat(type: GGMLType) {
         let qk = type.blockLayout.elements
@@ -130,6 +132,22 @@ import Testing
                     if backend == .blas {
                         let err = zip(cq.array(), cf.array()).map { abs($0 - $1) }.max()!
                         #expect(err < 1e-4, "\(type) blas m=\(m): max difference \(err)")
+                    } else if backend == .simd && integer && act == .q24 {
+                        var bad = 0
+                        for r in 0 ..< m {
+                            for j in 0 ..< rows {
+                                var bound = 0.0, magnitude = 0.0
+                                for b in 0 ..< cols / 32 {
+                                    let amax = (0 ..< 32).map { abs(Double(av[r * cols + 32 * b + $0])) }.max()!
+                                    for p in 32 * b ..< 32 * b + 32 {
+                                        bound += abs(Double(values[j * cols + p])) * amax / (127 * 2 * 64516)
+                                        magnitude += abs(Double(values[j * cols + p]) * Double(av[r * cols + p]))
+                                    }
+                                }
+                                if abs(Double(cq[r * rows + j]) - Double(cf[r * rows + j])) > 1.01 * bound + 4e-6 * magnitude + 1e-7 { bad += 1 }
+                            }
+                        }
+                        #expect(bad == 0, "\(type) simd q24 m=\(m) threads=\(threads): \(bad) outputs outside the 24-bit bound")
                     } else if backend == .simd && integer && act == .q8 {
                         // Each activation is off by at most half a step (max |x| of its block / 254);
                         // the scales are rounded to half precision (relative 2^-11).
@@ -157,8 +175,11 @@ import Testing
         }
     }
 
-    /// The integer kernel of this build (AVX-512 VNNI, AVX2 or portable C) gives the plain-C
-    /// reference's results bit for bit: the same exact integer sums, the same float steps.
+    /// The integer kernels of this build (AVX-512 VNNI, AVX2 or portable C), on 8-bit and 24-bit
+    /// activation blocks, give the plain-C references' results bit for bit: the same exact integer
+    /// sums, the same float steps. Row counts cover the 1-row walk, groups of 4 and their rest, and
+    /// (130 rows) more rows than one chunk of 24-bit blocks; 45 and 70 outputs end in a part
+    /// panel. The 24-bit blocks hold each value within max|x| / (127 · 2 · 254²) of x.
     @Test(arguments: [GGMLType.q4_0, .q4_1, .q8_0])
     func integerKernelEqualsItsReference(type: GGMLType) {
         let t = Int32(type.rawValue)
@@ -173,9 +194,27 @@ import Testing
                                        dst.baseAddress! + pn * pb)
                 }
             } }
-            for m in [1, 2, 3, 4, 5, 8, 13] {
+            for m in [1, 2, 3, 4, 5, 8, 13, 130] {
                 var rng = RNG(s: UInt64(m + rows))
                 let a = (0 ..< m * cols).map { _ in rng.float() * (rng.next() % 3 == 0 ? 50 : 1) }
+                var q24 = [strata_q24_block](repeating: strata_q24_block(), count: m * cols / 32)
+                for r in 0 ..< m { a.withUnsafeBufferPointer { strata_quantize_q24($0.baseAddress! + r * cols, Int32(cols), &q24[r * cols / 32]) } }
+                var worst = 0.0
+                for (i, blk) in q24.enumerated() {
+                    let planes = withUnsafeBytes(of: blk.q) { Array($0.bindMemory(to: Int8.self)) }
+                    let amax = (0 ..< 32).map { abs(Double(a[32 * i + $0])) }.max()!
+                    for v in 0 ..< 32 {
+                        let x = Double(blk.d) * (Double(planes[v]) + Double(planes[32 + v]) / 254 + Double(planes[64 + v]) / 64516)
+                        worst = max(worst, abs(x - Double(a[32 * i + v])) / amax)
+                    }
+                }
+                #expect(worst <= 1.0 / (127 * 2 * 64516) * 1.001, "24-bit blocks off by \(worst) of max |x|")
+                var d1 = [Float](repeating: 1, count: m * rows), d2 = d1
+                packed.withUnsafeBytes { p in
+                    strata_igemm24(t, p.baseAddress!, Int32(cols), Int32(rows), 0, Int32(panels), q24, Int32(cols / 32), Int32(m), &d1, Int32(rows), 1)
+                    strata_igemm24_ref(t, p.baseAddress!, Int32(cols), Int32(rows), 0, Int32(panels), q24, Int32(cols / 32), Int32(m), &d2, Int32(rows), 1)
+                }
+                #expect(d1.map(\.bitPattern) == d2.map(\.bitPattern), "q24 \(type) [\(rows)×\(cols)] m=\(m)")
                 var q8 = [strata_q8_block](repeating: strata_q8_block(), count: m * cols / 32)
                 for r in 0 ..< m { a.withUnsafeBufferPointer { strata_quantize_q8($0.baseAddress! + r * cols, Int32(cols), &q8[r * cols / 32]) } }
                 var c1 = [Float](repeating: 1, count: m * rows), c2 = c1
@@ -190,12 +229,15 @@ import Testing
 
     /// A row's result does not depend on how many rows share the step, on the unpacked-panel
     /// kernels (fused for up to four rows, a shared panel for more) and on the integer kernels.
-    @Test(arguments: [(GGMLType.q4_K, ActivationMode.f32), (.q4_1, .f32), (.q4_1, .q8), (.q8_0, .q8), (.q4_0, .q8)])
+    /// (72 outputs: an odd number of 16-wide panels, the last one part-filled, so that the
+    /// single row's two-panel walk meets a lone panel too.)
+    @Test(arguments: [(GGMLType.q4_K, ActivationMode.f32), (.q4_1, .f32), (.q8_0, .f32), (.q4_0, .f32), (.q4_1, .q8), (.q8_0, .q8), (.q4_0, .q8),
+                      (.q4_1, .q24), (.q8_0, .q24), (.q4_0, .q24)])
     func rowsAreIndependentOfTheBatch(type: GGMLType, activations: ActivationMode) {
-        let cols = 256, rows = 64
+        let cols = 256, rows = 72
         let q = WeightMatrix(name: "w", type: type, rows: rows, cols: cols, blocks: Self.randomBlocks(type, rows: rows, cols: cols, seed: 5))
         let packed = PackedMatrix(q, activations: activations)
-        #expect(packed.isInteger == (activations == .q8))
+        #expect(packed.isInteger == activations.isInteger)
         var rng = RNG(s: 11)
         let a = (0 ..< 20 * cols).map { _ in rng.float() }
         for threads in [1, 2] {
@@ -205,6 +247,47 @@ import Testing
                 let one = FloatBuffer(count: rows)
                 Kernels.matmul(a: FloatBuffer(Array(a[r * cols ..< (r + 1) * cols])), packed: packed, c: one, m: 1, threads: 3 - threads)
                 #expect(one.array().map(\.bitPattern) == all.array(r * rows ..< (r + 1) * rows).map(\.bitPattern), "\(type) row \(r)")
+            }
+        }
+    }
+
+    /// One row against two panels at once (`strata_qpanel_row_pair`, the 1-row path of the float
+    /// kernels) gives each panel's outputs bit for bit as the one-panel walk does, for both panel
+    /// widths whatever the build (16: AVX2 and NEON; 32: AVX-512), the second panel part-filled;
+    /// a type without the pair walk is refused and nothing is written.
+    @Test(arguments: [GGMLType.q4_0, .q4_1, .q8_0, .q4_K])
+    func rowPairEqualsTwoSingleRows(type: GGMLType) {
+        let t = Int32(type.rawValue)
+        let cols = type == .q4_K ? 512 : 160
+        for width in [16, 32] {
+            let rows = 2 * width - 5
+            let bytes = Self.randomBlocks(type, rows: rows, cols: cols, seed: 21 + UInt64(width))
+            let rowBytes = cols / type.blockLayout.elements * type.blockLayout.bytes
+            let pb = cols / Int(strata_qpanel_block_values(t)) * Int(strata_qpanel_block_bytes(t, Int32(width)))
+            var packed = [UInt8](repeating: 0, count: 2 * pb)
+            packed.withUnsafeMutableBytes { dst in bytes.withUnsafeBytes { src in
+                for pn in 0 ..< 2 {
+                    strata_qpanel_pack(t, src.baseAddress! + pn * width * rowBytes, rowBytes, Int32(min(width, rows - pn * width)), Int32(cols),
+                                       Int32(width), dst.baseAddress! + pn * pb)
+                }
+            } }
+            var rng = RNG(s: 77)
+            let a = (0 ..< cols).map { _ in rng.float() * (rng.next() % 5 == 0 ? 20 : 1) }
+            for accumulate: Int32 in [0, 1] {
+                var one = (0 ..< 2 * width).map { Float($0) }, pair = one
+                packed.withUnsafeBytes { p in
+                    for pn in 0 ..< 2 {
+                        strata_qpanel_rows(t, p.baseAddress! + pn * pb, Int32(cols), Int32(width), a, Int32(cols), 1, &one[pn * width],
+                                           Int32(2 * width), Int32(min(width, rows - pn * width)), accumulate)
+                    }
+                    let done = strata_qpanel_row_pair(t, p.baseAddress!, pb, Int32(cols), Int32(width), a, &pair, Int32(rows - width), accumulate)
+                    #expect(done == (type == .q4_K ? 0 : 1), "\(type) width \(width)")
+                }
+                if type == .q4_K {
+                    #expect(pair == (0 ..< 2 * width).map { Float($0) }, "a refused pair writes nothing")
+                } else {
+                    #expect(one.map(\.bitPattern) == pair.map(\.bitPattern), "\(type) width \(width) accumulate \(accumulate)")
+                }
             }
         }
     }
@@ -254,6 +337,12 @@ import Testing
             for p in 0 ..< cols { for r in 0 ..< rows where out[p * rows + r] != want[r * cols + p] { bad += 1 } }
             #expect(bad == 0, "\(name): \(bad) values differ through the simd kernel")
             if [.q4_0, .q4_1, .q8_0].contains(type) {
+                // 24-bit blocks hold 1 exactly (127 · (1/127)): within float rounding of the value.
+                Kernels.matmul(.simd, a: eye, weight: w, c: out, m: cols, activations: .q24)
+                bad = 0
+                let top = want.map(abs).max()!
+                for p in 0 ..< cols { for r in 0 ..< rows where abs(out[p * rows + r] - want[r * cols + p]) > 1e-6 * abs(want[r * cols + p]) + 1e-7 * top { bad += 1 } }
+                #expect(bad == 0, "\(name): \(bad) values differ through the 24-bit integer kernel")
                 Kernels.matmul(.simd, a: eye, weight: w, c: out, m: cols, activations: .q8)
                 bad = 0
                 // q·d and the minimum may nearly cancel: the error is relative to the terms' size.

@@ -38,4 +38,30 @@ void strata_igemm(int ggml_type, const void *panels, int k, int n, int p0, int p
 void strata_igemm_ref(int ggml_type, const void *panels, int k, int n, int p0, int p1,
                       const strata_q8_block *a, int lda, int m, float *c, int ldc, int accumulate);
 
+// MARK: - 24-bit activations (three 8-bit planes)
+//
+// The same integer panels and 8-bit multiply-adds, with each activation block held to 24 bits
+// instead of 8: x ≈ d · (q1 + q2 / 254 + q3 / 254²), d = max |x| / 127 (float), each plane in
+// −127…127. The three planes' integer sums combine exactly into S1 and S2 · 254 + S3, so a
+// block's dot product is d_w · d · (S1 + (S2 · 254 + S3) / 254²) to float rounding: as accurate
+// as float32 activations (within ~1e-7 of max |x| per value), at integer speed.
+
+/// One 24-bit activation block: scale d, s = d · Σ (q1 + q2 / 254 + q3 / 254²) (float), each
+/// plane's exact sum and its 32 values.
+typedef struct { float d, s; int32_t sum[3]; int32_t pad; int8_t q[3][32]; } strata_q24_block;
+
+/// Quantizes `k` floats (k a multiple of 32) into k / 32 blocks of three planes.
+void strata_quantize_q24(const float *x, int k, strata_q24_block *out);
+
+/// As `strata_igemm`, with 24-bit activation blocks. Per block and output: S_i = Σ q_w · q_i
+/// exactly (Q4_0: Σ (q_w − 8) · q_i), then acc = fma(fma(float(S2 · 254 + S3), 1 / 254², float(S1)),
+/// d_w · d, acc), and for Q4_1 acc = fma(m_w, s, acc); the same float steps in every
+/// implementation and for every row count.
+void strata_igemm24(int ggml_type, const void *panels, int k, int n, int p0, int p1,
+                    const strata_q24_block *a, int lda, int m, float *c, int ldc, int accumulate);
+
+/// The same product in plain C, whatever the build.
+void strata_igemm24_ref(int ggml_type, const void *panels, int k, int n, int p0, int p1,
+                        const strata_q24_block *a, int lda, int m, float *c, int ldc, int accumulate);
+
 #endif

@@ -16,10 +16,11 @@ public enum Kernels {
         let n = max(1, min(threads ?? ThreadPool.shared.width, ThreadPool.shared.width))
         // Scratch only for quantized panels (float panels, as the microbenchmarks time them, need none).
         let scratch = w.scratchFloats > 0 ? FloatBuffer(count: n * w.scratchFloats, zeroed: false) : nil
-        let q8 = w.isInteger ? UnsafeMutablePointer<strata_q8_block>.allocate(capacity: max(1, m * w.activationBlocks)) : nil
-        defer { q8?.deallocate() }
+        let blocks = w.isInteger
+            ? UnsafeMutableRawPointer.allocate(byteCount: max(1, m * w.activationBlocks) * w.integerActivations.blockBytes, alignment: 64) : nil
+        defer { blocks?.deallocate() }
         PackedGEMM.parallel(a: a.matrix(rows: m, cols: w.cols), w: w, c: c.matrix(rows: m, cols: w.rows), accumulate: false,
-                            threads: n, scratch: scratch?.base, stride: w.scratchFloats, q8: q8)
+                            threads: n, scratch: scratch?.base, stride: w.scratchFloats, activationBlocks: blocks)
     }
 
     /// `c[m, n] = a[m, k] · Wᵀ` for a model weight of any type on `backend` (simd packs it first,

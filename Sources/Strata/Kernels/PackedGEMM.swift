@@ -40,21 +40,26 @@ public final class PackedMatrix: @unchecked Sendable {
     let panelBytes: Int
 
     /// Whether the panels are integer panels (Q4_0, Q4_1, Q8_0: `strata_igemm`, activations
-    /// quantized to 8 bits) rather than panels unpacked to floats.
+    /// quantized to 8 bits; `strata_igemm24`, to 24) rather than panels unpacked to floats.
     public let isInteger: Bool
+    /// How the activations are quantized for integer panels (`.q8` or `.q24`; `.f32` otherwise).
+    public let integerActivations: ActivationMode
 
     /// Packs a model's weight matrix: float panels from float32 values; quantized panels,
-    /// unpacked to floats per panel, from blocks; with `activations: .q8`, integer panels from
-    /// Q4_0/Q4_1/Q8_0 blocks.
+    /// unpacked to floats per panel, from blocks; with `activations: .q8` or `.q24`, integer
+    /// panels from Q4_0/Q4_1/Q8_0 blocks.
     public convenience init(_ w: WeightMatrix, activations: ActivationMode = .f32) {
-        if let m = w.floatMatrix { self.init(m) } else { self.init(quantized: w, integer: activations == .q8 && Self.integerSupported(w)) }
+        if let m = w.floatMatrix { self.init(m) } else {
+            self.init(quantized: w, integer: activations.isInteger && Self.integerSupported(w) ? activations : .f32)
+        }
     }
 
-    private init(quantized w: WeightMatrix, integer: Bool) {
+    private init(quantized w: WeightMatrix, integer: ActivationMode) {
         rows = w.rows
         cols = w.cols
         let t = Int32(w.type.rawValue)
-        isInteger = integer
+        isInteger = integer.isInteger
+        integerActivations = integer
         let nr = isInteger ? Int(STRATA_IPANEL) : Self.width
         panels = (w.rows + nr - 1) / nr
         data = nil
@@ -95,7 +100,7 @@ public final class PackedMatrix: @unchecked Sendable {
     init(_ w: Matrix) {
         rows = w.rows
         cols = w.cols
-        quantType = nil; quant = nil; panelBytes = 0; isInteger = false
+        quantType = nil; quant = nil; panelBytes = 0; isInteger = false; integerActivations = .f32
         panels = (w.rows + Self.width - 1) / Self.width
         data = FloatBuffer(count: panels * Self.width * w.cols)
         let nr = Self.width, k = w.cols
@@ -112,7 +117,7 @@ public final class PackedMatrix: @unchecked Sendable {
     init(kMajor b: Matrix) {
         rows = b.cols
         cols = b.rows
-        quantType = nil; quant = nil; panelBytes = 0; isInteger = false
+        quantType = nil; quant = nil; panelBytes = 0; isInteger = false; integerActivations = .f32
         panels = (b.cols + Self.width - 1) / Self.width
         data = FloatBuffer(count: panels * Self.width * b.rows)
         let nr = Self.width, k = b.rows
@@ -138,7 +143,7 @@ public final class PackedMatrix: @unchecked Sendable {
     /// Bytes the packed copy of `w` takes.
     static func bytes(for w: WeightMatrix, activations: ActivationMode) -> Int {
         if w.isFloat { return bytes(rows: w.rows, cols: w.cols) }
-        if activations == .q8 && integerSupported(w) {
+        if activations.isInteger && integerSupported(w) {
             let nr = Int(STRATA_IPANEL)
             return (w.rows + nr - 1) / nr * strata_ipanel_bytes(Int32(w.type.rawValue), Int32(w.cols))
         }
@@ -180,12 +185,22 @@ enum PackedGEMM {
         precondition(!w.isQuantized || scratch != nil, "a quantized matrix needs a scratch panel")
         if m == 0 { return }
         if let q = w.quant, m <= fusedQuantRows {
-            // Few rows: each panel unpacked in registers, straight into the rows' multiply-adds.
+            // Few rows: each panel unpacked in registers, straight into the rows' multiply-adds;
+            // a single row takes two panels at a time where the type allows (same results).
             let t = Int32(w.quantType!.rawValue)
-            for pn in panels {
+            var pn = panels.lowerBound
+            if m == 1 {
+                while pn + 1 < panels.upperBound,
+                      strata_qpanel_row_pair(t, q + pn * w.panelBytes, w.panelBytes, Int32(k), Int32(nr), a.base, c.base + pn * nr,
+                                             Int32(min(nr, w.rows - (pn + 1) * nr)), accumulate ? 1 : 0) != 0 {
+                    pn += 2
+                }
+            }
+            while pn < panels.upperBound {
                 let n0 = pn * nr
                 strata_qpanel_rows(t, q + pn * w.panelBytes, Int32(k), Int32(nr), a.base, Int32(a.stride), Int32(m),
                                    c.base + n0, Int32(c.stride), Int32(min(nr, w.rows - n0)), accumulate ? 1 : 0)
+                pn += 1
             }
             return
         }
@@ -270,22 +285,35 @@ enum PackedGEMM {
     /// quantized `w` needs `scratch` with `w.scratchFloats` floats for each thread, `stride` apart.
     static func parallel(a: Matrix, w: PackedMatrix, c: Matrix, accumulate: Bool, threads: Int,
                          scratch: UnsafeMutablePointer<Float>? = nil, stride: Int = 0,
-                         q8: UnsafeMutablePointer<strata_q8_block>? = nil) {
+                         activationBlocks: UnsafeMutableRawPointer? = nil) {
         let panels = w.panels
         if w.isInteger {
             // Quantize each row's activations once (rows split across the threads), then the
             // integer kernel over the panels.
-            precondition(q8 != nil, "integer panels need an activation buffer")
+            precondition(activationBlocks != nil, "integer panels need an activation buffer")
             let m = a.rows, k = w.cols, blocks = k / 32
             precondition(a.cols == k && c.rows == m && c.cols == w.rows)
-            guard let q8, m > 0 else { return }
-            ThreadPool.shared.run(parts: min(threads, m)) { t, n in
-                for r in m * t / n ..< m * (t + 1) / n { strata_quantize_q8(a.row(r), Int32(k), q8 + r * blocks) }
-            }
+            guard let activationBlocks, m > 0 else { return }
             let type = Int32(w.quantType!.rawValue), base = w.quant!
-            ThreadPool.shared.run(parts: min(threads, panels)) { t, n in
-                strata_igemm(type, base, Int32(k), Int32(w.rows), Int32(panels * t / n), Int32(panels * (t + 1) / n),
-                             q8, Int32(blocks), Int32(m), c.base, Int32(c.stride), accumulate ? 1 : 0)
+            func share(_ t: Int, _ n: Int) -> (Int32, Int32) { (Int32(panels * t / n), Int32(panels * (t + 1) / n)) }
+            if w.integerActivations == .q24 {
+                let q = activationBlocks.assumingMemoryBound(to: strata_q24_block.self)
+                ThreadPool.shared.run(parts: min(threads, m)) { t, n in
+                    for r in m * t / n ..< m * (t + 1) / n { strata_quantize_q24(a.row(r), Int32(k), q + r * blocks) }
+                }
+                ThreadPool.shared.run(parts: min(threads, panels)) { t, n in
+                    let (s, e) = share(t, n)
+                    strata_igemm24(type, base, Int32(k), Int32(w.rows), s, e, q, Int32(blocks), Int32(m), c.base, Int32(c.stride), accumulate ? 1 : 0)
+                }
+            } else {
+                let q = activationBlocks.assumingMemoryBound(to: strata_q8_block.self)
+                ThreadPool.shared.run(parts: min(threads, m)) { t, n in
+                    for r in m * t / n ..< m * (t + 1) / n { strata_quantize_q8(a.row(r), Int32(k), q + r * blocks) }
+                }
+                ThreadPool.shared.run(parts: min(threads, panels)) { t, n in
+                    let (s, e) = share(t, n)
+                    strata_igemm(type, base, Int32(k), Int32(w.rows), s, e, q, Int32(blocks), Int32(m), c.base, Int32(c.stride), accumulate ? 1 : 0)
+                }
             }
             return
         }

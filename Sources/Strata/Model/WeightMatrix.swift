@@ -22,8 +22,25 @@ public enum ActivationMode: String, CaseIterable, Sendable, CustomStringConverti
     /// types stay on float activations). About twice the speed; logits move by the 8-bit
     /// rounding (up to about 0.7 on the default model, as llama.cpp's own quantized path does).
     case q8
+    /// Activations held to 24 bits per block of 32 (three 8-bit planes, x ≈ d · (q1 + q2/254 +
+    /// q3/254²), d = max|x|/127) on the same integer kernels: as accurate as float32 activations
+    /// (within ~6e-8 of max|x| per value), at integer speed; each 8-bit product is computed three
+    /// times, so it sits between `f32` and `q8` in speed.
+    case q24
 
     public var description: String { rawValue }
+
+    /// Whether Q4_0/Q4_1/Q8_0 matrices run on the integer kernels with this mode.
+    var isInteger: Bool { self != .f32 }
+
+    /// Bytes of one quantized activation block of 32 values (0 for `f32`).
+    var blockBytes: Int {
+        switch self {
+        case .f32: 0
+        case .q8: MemoryLayout<strata_q8_block>.stride
+        case .q24: MemoryLayout<strata_q24_block>.stride
+        }
+    }
 }
 
 /// A weight matrix `[rows × cols]`, one row per output as ggml stores it, either as float32

@@ -51,8 +51,8 @@ public final class InferenceContext {
     /// floats apart); naive, one row; blas, a chunk of rows per sgemm. Empty for float32 weights.
     private let weightScratch: FloatBuffer
     private let weightScratchStride: Int
-    /// Activations quantized to 8-bit blocks for integer panels (`.q8`): `[T][maxCols / 32]`.
-    private let q8: UnsafeMutablePointer<strata_q8_block>
+    /// Activations quantized into blocks for integer panels (`.q8`, `.q24`): `[T][maxCols / 32]`.
+    private let activationBlocks: UnsafeMutableRawPointer
     /// What the simd backend multiplies quantized weights with.
     public let activations: ActivationMode
     private var logitsRowsReady = 0
@@ -134,8 +134,8 @@ public final class InferenceContext {
         weightScratchStride = !quantized ? 0 : backend == .simd ? PackedMatrix.width * maxCols : GEMM.scratchFloats(backend, cols: maxCols)
         let weightScratchElements = backend == .simd ? threads * weightScratchStride : weightScratchStride
         activations = options.activations
-        let q8Blocks = quantized && backend == .simd && activations == .q8 ? T * ((maxCols + 31) / 32) : 0
-        scratchBytes = (scratchElements + 3 * threads * cachePositions + weightScratchElements) * 4 + q8Blocks * MemoryLayout<strata_q8_block>.stride
+        let blockBytes = quantized && backend == .simd ? T * ((maxCols + 31) / 32) * activations.blockBytes : 0
+        scratchBytes = (scratchElements + 3 * threads * cachePositions + weightScratchElements) * 4 + blockBytes
         let packBytes = backend == .simd && !model.hasPackedWeights(activations: activations)
             ? model.packedWeightBytes(activations: activations) : 0
         let available = availableMemory()
@@ -162,7 +162,7 @@ public final class InferenceContext {
         xOut = FloatBuffer(count: L * c.embeddingLength)
         logitsBuf = FloatBuffer(count: L * c.vocabSize)
         weightScratch = FloatBuffer(count: weightScratchElements, zeroed: false)
-        q8 = .allocate(capacity: max(1, q8Blocks))
+        activationBlocks = .allocate(byteCount: max(1, blockBytes), alignment: 64)
         positions = .allocate(capacity: T)
         positions.initialize(repeating: 0, count: T)
         lengths = Array(repeating: 0, count: slots)
@@ -205,7 +205,7 @@ public final class InferenceContext {
         finalNorm = norm
     }
 
-    deinit { positions.deallocate(); q8.deallocate() }
+    deinit { positions.deallocate(); activationBlocks.deallocate() }
 
     public var config: ModelConfig { c }
     public var vocabSize: Int { c.vocabSize }
@@ -434,7 +434,7 @@ public final class InferenceContext {
     private func linear(_ a: Matrix, _ weight: WeightMatrix, _ packedWeight: PackedMatrix?, _ out: Matrix, accumulate: Bool = false) {
         if let packedWeight {
             PackedGEMM.parallel(a: a, w: packedWeight, c: out, accumulate: accumulate, threads: threads,
-                                scratch: weightScratch.base, stride: weightScratchStride, q8: q8)
+                                scratch: weightScratch.base, stride: weightScratchStride, activationBlocks: activationBlocks)
         } else {
             GEMM.run(backend, a: a, weight: weight, c: out, accumulate: accumulate,
                      scratch: weightScratch.base, scratchFloats: weightScratchStride)
