@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The quantized-weights sitting (issue 10, BENCHMARKS.md sittings 4 and 9): Strata's weight and
+# The quantized-weights sitting (issue 10, BENCHMARKS.md sittings 4, 9, 10 and 11): Strata's weight and
 # activation modes, llama.cpp on the Q4_1 file and on its F32 dequantization, and transformers, one
 # after another on one machine, 2 threads; results under $OUT. Never part of `make test`.
 #   LLAMA_BIN   llama.cpp's build/bin (../shared/tools/build-llama-cpp.sh; default ~/.cache/strata/llama.cpp/build/bin)
@@ -20,8 +20,8 @@ date -u +%FT%TZ > "$OUT/start"
 lscpu > "$OUT/lscpu"
 echo "== strata-microbench (machine ceilings)"
 .build/release/strata-microbench > "$OUT/micro.md" 2>&1
-echo "== strata: weights native/f32, activations f32/q8"
-$S bench --model "$MODEL" --backend simd --weights native,f32 --activations f32,q8 --threads "$T" --batch 16 \
+echo "== strata: weights native/f32, activations f32/q24/q8"
+$S bench --model "$MODEL" --backend simd --weights native,f32 --activations f32,q24,q8 --threads "$T" --batch 16 \
   -p 512 -n 128 -r 3 --format json > "$OUT/strata.json"
 echo "== llama.cpp"
 for f in "$MODEL" "$F32"; do
@@ -34,7 +34,7 @@ if [ -n "${PYTHON:-}" ]; then
   "$PYTHON" Benchmarks/peers/transformers_bench.py --model "$MODEL" --threads "$T" -r 3 --batch 16 > "$OUT/transformers.jsonl" 2> "$OUT/transformers.err"
 fi
 echo "== peak resident set of generate"
-for a in "" "--activations q8" "--weights f32"; do
+for a in "" "--activations q24" "--activations q8" "--weights f32"; do
   # shellcheck disable=SC2086
   /usr/bin/time -f "peak %M KB ${a:-default}" $S generate --model "$MODEL" $a --max-tokens 32 "Once upon a time" > /dev/null 2>> "$OUT/memory.txt"
 done

@@ -24,8 +24,9 @@ public enum ActivationMode: String, CaseIterable, Sendable, CustomStringConverti
     case q8
     /// Activations held to 24 bits per block of 32 (three 8-bit planes, x ≈ d · (q1 + q2/254 +
     /// q3/254²), d = max|x|/127) on the same integer kernels: as accurate as float32 activations
-    /// (within ~6e-8 of max|x| per value), at integer speed; each 8-bit product is computed three
-    /// times, so it sits between `f32` and `q8` in speed.
+    /// (within ~6e-8 of max|x| per value). Each weight takes three 8-bit products: one row runs at
+    /// about `q8`'s speed (memory-bound), but with AVX2 many rows run at about 0.7× the float
+    /// GEMM (README, "Quantized weights").
     case q24
 
     public var description: String { rawValue }
