@@ -33,9 +33,9 @@ typedef float q24_v4f __attribute__((ext_vector_type(4)));
 typedef float q24_v8f __attribute__((ext_vector_type(8)));
 typedef int32_t q24_v4i __attribute__((ext_vector_type(4)));
 typedef int8_t q24_v4c __attribute__((ext_vector_type(4)));
+typedef int64_t q24_v4l __attribute__((ext_vector_type(4)));
 
-/// One plane: v rounded to the nearest integer (ties to even) and clamped to −127…127 (a NaN
-/// clamps to one end: a wrong number, never undefined behaviour).
+/// One plane: v rounded to the nearest integer (ties to even) and clamped to −127…127.
 static inline q24_v4d plane(q24_v4d v) {
     return __builtin_elementwise_min(__builtin_elementwise_max(__builtin_elementwise_roundeven(v), (q24_v4d)-127.0), (q24_v4d)127.0);
 }
@@ -60,6 +60,12 @@ void strata_quantize_q24(const float *x, int k, strata_q24_block *out) {
             q24_v4f xf;
             memcpy(&xf, v + i, sizeof xf);
             q24_v4d t = __builtin_convertvector(xf, q24_v4d) * id;
+            // A NaN input counts as 0, as with 8-bit blocks: a wrong number, never undefined
+            // behaviour (an infinite one makes d infinite and the products NaN).
+            q24_v4l keep = t == t, bits;
+            memcpy(&bits, &t, sizeof t);
+            bits &= keep;
+            memcpy(&t, &bits, sizeof t);
             q24_v4d q1 = plane(t), r = (t - q1) * 254.0;
             q24_v4d q2 = plane(r);
             r = (r - q2) * 254.0;
@@ -283,8 +289,10 @@ AI void panel24(int T, const uint8_t *panel, int k, const strata_q24_block *a, i
 /// Rows go in chunks whose activation blocks (120 bytes each) stay within about 96 KiB, so that
 /// they are read from the near caches for every panel rather than streamed again from far ones.
 static inline int row_chunk(int k) {
-    int rows = 96 * 1024 / (int)((size_t)(k / 32) * sizeof(strata_q24_block)) / 4 * 4;
-    return rows < 4 ? 4 : rows;
+    const size_t row = (size_t)(k / 32) * sizeof(strata_q24_block);
+    if (row == 0) return 1 << 30;   // no blocks: nothing to chunk
+    const size_t rows = 96 * 1024 / row / 4 * 4;
+    return rows < 4 ? 4 : rows > (1 << 30) ? 1 << 30 : (int)rows;
 }
 
 #define IGEMM24_TYPE(T, NAME) \

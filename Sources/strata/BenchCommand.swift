@@ -21,7 +21,7 @@ struct BenchCommand: ParsableCommand {
     var backend: String = "simd,blas,naive"
     @Option(help: "Weights, comma-separated: native (the file's types), f32 (dequantized at load).")
     var weights: String = "native"
-    @Option(help: "Activations for simd with native weights, comma-separated: f32 (exact), q8 (8-bit blocks, integer kernels).")
+    @Option(help: "Activations for simd with native weights, comma-separated: f32 (exact), q24 (24-bit blocks, integer kernels), q8 (8-bit blocks).")
     var activations: String = "f32"
     @Option(name: .customLong("cache-type"), help: "KV cache element type for every configuration: f32 or f16.")
     var cacheType: KVCacheType = .f32

@@ -21,7 +21,7 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "Weights: native (kept in the file's types: Q4_1, Q4_K, F16, …) or f32 (dequantized at load).")
     var weights: WeightsMode = .native
 
-    @Option(help: "simd with native Q4_0/Q4_1/Q8_0 weights: f32 activations (exact: the f32 results bit for bit), q24 (24-bit activation blocks and integer dot products: as accurate as f32, faster) or q8 (8-bit activation blocks, as llama.cpp: fastest, logits move by the rounding).")
+    @Option(help: "simd with native Q4_0/Q4_1/Q8_0 weights: f32 activations (exact: the f32 results bit for bit), q24 (24-bit activation blocks and integer dot products: as accurate as f32; with AVX2 faster for one row, slower for many) or q8 (8-bit activation blocks, as llama.cpp: fastest, logits move by the rounding).")
     var activations: ActivationMode = .f32
 
     @Option(name: .customLong("cache-type"), help: "KV cache element type: f32, or f16 (half the memory; attention reads it directly).")

@@ -147,6 +147,8 @@ import Testing
                                 if abs(Double(cq[r * rows + j]) - Double(cf[r * rows + j])) > 1.01 * bound + 4e-6 * magnitude + 1e-7 { bad += 1 }
                             }
                         }
+                        // (A loose bound: float rounding of both sides dominates here. The 24-bit
+                        // product is checked to float rounding in integerKernelEqualsItsReference.)
                         #expect(bad == 0, "\(type) simd q24 m=\(m) threads=\(threads): \(bad) outputs outside the 24-bit bound")
                     } else if backend == .simd && integer && act == .q8 {
                         // Each activation is off by at most half a step (max |x| of its block / 254);
@@ -178,13 +180,23 @@ import Testing
     /// The integer kernels of this build (AVX-512 VNNI, AVX2 or portable C), on 8-bit and 24-bit
     /// activation blocks, give the plain-C references' results bit for bit: the same exact integer
     /// sums, the same float steps. Row counts cover the 1-row walk, groups of 4 and their rest, and
-    /// (130 rows) more rows than one chunk of 24-bit blocks; 45 and 70 outputs end in a part
-    /// panel. The 24-bit blocks hold each value within max|x| / (127 · 2 · 254²) of x.
+    /// (130 rows of 256 inputs) more rows than one chunk of 24-bit blocks; 45 and 70 outputs end in
+    /// a part panel. The 24-bit blocks hold each value within max|x| / (127 · 2 · 254²) of x, and
+    /// the 24-bit product is that of the blocks' values, computed in double from the dequantized
+    /// weights, to float rounding (2e-6 of the terms' magnitude): a wrong plane weight or a
+    /// dropped plane would be thousands of times that.
     @Test(arguments: [GGMLType.q4_0, .q4_1, .q8_0])
     func integerKernelEqualsItsReference(type: GGMLType) {
         let t = Int32(type.rawValue)
         for (rows, cols) in [(45, 96), (16, 32), (70, 256)] {
             let bytes = Self.randomBlocks(type, rows: rows, cols: cols, seed: 3 + UInt64(rows))
+            let w = Self.dequantize(type, bytes, count: rows * cols)
+            // Q4_1's per-block minimum m (the kernel adds m · s apart from d · Σ q · x).
+            let minimum: (Int, Int) -> Double = { j, b in
+                guard type == .q4_1 else { return 0 }
+                let o = (j * cols / 32 + b) * 20 + 2
+                return Double(Float(Float16(bitPattern: UInt16(bytes[o]) | UInt16(bytes[o + 1]) << 8)))
+            }
             let rowBytes = cols / 32 * type.blockLayout.bytes
             let panels = (rows + 15) / 16, pb = strata_ipanel_bytes(t, Int32(cols))
             var packed = [UInt8](repeating: 0, count: panels * pb)
@@ -215,6 +227,24 @@ import Testing
                     strata_igemm24_ref(t, p.baseAddress!, Int32(cols), Int32(rows), 0, Int32(panels), q24, Int32(cols / 32), Int32(m), &d2, Int32(rows), 1)
                 }
                 #expect(d1.map(\.bitPattern) == d2.map(\.bitPattern), "q24 \(type) [\(rows)×\(cols)] m=\(m)")
+                var off = 0
+                for r in 0 ..< m {
+                    var xt = [Double](repeating: 0, count: cols)
+                    for b in 0 ..< cols / 32 {
+                        let blk = q24[r * cols / 32 + b]
+                        let planes = withUnsafeBytes(of: blk.q) { Array($0.bindMemory(to: Int8.self)) }
+                        for v in 0 ..< 32 { xt[32 * b + v] = Double(blk.d) * (Double(planes[v]) + Double(planes[32 + v]) / 254 + Double(planes[64 + v]) / 64516) }
+                    }
+                    for j in 0 ..< rows {
+                        var want = 1.0, magnitude = 1.0
+                        for p in 0 ..< cols {
+                            want += Double(w[j * cols + p]) * xt[p]
+                            magnitude += abs(Double(w[j * cols + p]) * xt[p]) + 2 * abs(minimum(j, p / 32) * xt[p])
+                        }
+                        if abs(Double(d1[r * rows + j]) - want) > 2e-6 * magnitude { off += 1 }
+                    }
+                }
+                #expect(off == 0, "q24 \(type) [\(rows)×\(cols)] m=\(m): \(off) outputs off the 24-bit blocks' exact product")
                 var q8 = [strata_q8_block](repeating: strata_q8_block(), count: m * cols / 32)
                 for r in 0 ..< m { a.withUnsafeBufferPointer { strata_quantize_q8($0.baseAddress! + r * cols, Int32(cols), &q8[r * cols / 32]) } }
                 var c1 = [Float](repeating: 1, count: m * rows), c2 = c1
@@ -229,12 +259,12 @@ import Testing
 
     /// A row's result does not depend on how many rows share the step, on the unpacked-panel
     /// kernels (fused for up to four rows, a shared panel for more) and on the integer kernels.
-    /// (72 outputs: an odd number of 16-wide panels, the last one part-filled, so that the
-    /// single row's two-panel walk meets a lone panel too.)
+    /// (88 outputs: six 16-wide panels, the last one part-filled, so that the single row's
+    /// two-panel walk takes a part-filled second panel on one thread and lone panels on two.)
     @Test(arguments: [(GGMLType.q4_K, ActivationMode.f32), (.q4_1, .f32), (.q8_0, .f32), (.q4_0, .f32), (.q4_1, .q8), (.q8_0, .q8), (.q4_0, .q8),
                       (.q4_1, .q24), (.q8_0, .q24), (.q4_0, .q24)])
     func rowsAreIndependentOfTheBatch(type: GGMLType, activations: ActivationMode) {
-        let cols = 256, rows = 72
+        let cols = 256, rows = 88
         let q = WeightMatrix(name: "w", type: type, rows: rows, cols: cols, blocks: Self.randomBlocks(type, rows: rows, cols: cols, seed: 5))
         let packed = PackedMatrix(q, activations: activations)
         #expect(packed.isInteger == activations.isInteger)

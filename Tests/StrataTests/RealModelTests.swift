@@ -251,15 +251,16 @@ import Testing
     }
 
     /// `--activations q24`: activations held to 24 bits per block (three 8-bit planes) on the
-    /// integer kernels are as accurate as float32 activations: logits within 2e-3 of the float32
-    /// reference (the tolerance the issue sets for float activations; the default path is within
-    /// 1e-3), greedy ids up to its first margin below 0.02, and a sequence's logits bit for bit the
-    /// same prefilled in one step or token by token.
+    /// integer kernels are as accurate as float32 activations: logits within 2e-4 of the float32
+    /// reference (a tenth of the tolerance the issue sets for float activations, 2e-3; measured
+    /// 2.3e-5 from llama.cpp's float32 logits, BENCHMARKS.md sitting 11; 16-bit activations would
+    /// be ~1.5e-3 off), greedy ids up to its first margin below 0.02, and a sequence's logits bit
+    /// for bit the same prefilled in one step or token by token.
     @Test func q24ActivationsMeetTheFloat32Reference() throws {
         let m = try model()
         let whole = try InferenceContext(model: m, options: ContextOptions(backend: .simd, contextLength: 256, activations: .q24))
         let single = try InferenceContext(model: m, options: ContextOptions(backend: .simd, contextLength: 256, maxBatchTokens: 1, activations: .q24))
-        let ref = Reference(file: "logits.jsonl", logitTolerance: 2e-3, margin: 0.02)
+        let ref = Reference(file: "logits.jsonl", logitTolerance: 2e-4, margin: 0.02)
         try checkLogits(whole, ref, "simd q24")
         for c in try RealModel.lines("logits.jsonl") {
             let ids = RealModel.ids(c["prompt_ids"])

@@ -33,7 +33,8 @@ void strata_qpanel_rows(int ggml_type, const void *panel, int k, int width, cons
                         float *c, int ldc, int valid, int accumulate);
 
 /// One row against two consecutive panels (`panel`, `panel + panel_bytes`; `c` for the first
-/// panel's outputs, `c + width` for the second's, of which `validb` are written), with results
+/// panel's outputs, all `width` of them written, so the first panel must be full; `c + width`
+/// for the second's, of which `validb` are written), with results
 /// bit for bit those of `strata_qpanel_rows` on each panel: Q4_0, Q4_1 and Q8_0 only. Returns 0,
 /// computing nothing, for any other type.
 int strata_qpanel_row_pair(int ggml_type, const void *panel, size_t panel_bytes, int k, int width, const float *a,

@@ -297,7 +297,7 @@ enum PackedGEMM {
             let type = Int32(w.quantType!.rawValue), base = w.quant!
             func share(_ t: Int, _ n: Int) -> (Int32, Int32) { (Int32(panels * t / n), Int32(panels * (t + 1) / n)) }
             if w.integerActivations == .q24 {
-                let q = activationBlocks.assumingMemoryBound(to: strata_q24_block.self)
+                let q = activationBlocks.bindMemory(to: strata_q24_block.self, capacity: m * blocks)
                 ThreadPool.shared.run(parts: min(threads, m)) { t, n in
                     for r in m * t / n ..< m * (t + 1) / n { strata_quantize_q24(a.row(r), Int32(k), q + r * blocks) }
                 }
@@ -306,7 +306,7 @@ enum PackedGEMM {
                     strata_igemm24(type, base, Int32(k), Int32(w.rows), s, e, q, Int32(blocks), Int32(m), c.base, Int32(c.stride), accumulate ? 1 : 0)
                 }
             } else {
-                let q = activationBlocks.assumingMemoryBound(to: strata_q8_block.self)
+                let q = activationBlocks.bindMemory(to: strata_q8_block.self, capacity: m * blocks)
                 ThreadPool.shared.run(parts: min(threads, m)) { t, n in
                     for r in m * t / n ..< m * (t + 1) / n { strata_quantize_q8(a.row(r), Int32(k), q + r * blocks) }
                 }

@@ -31,8 +31,8 @@ public final class Model: Sendable {
 
     /// The weights repacked for the `simd` backend, made on first use (once per model, however
     /// many contexts ask at once) and kept as long as the model.
-    /// (Integer panels for `.q8` activations, float-unpacked panels otherwise: a model normally
-    /// makes one of the two.)
+    /// (Integer panels for `.q24` and `.q8` activations, float-unpacked panels otherwise: a model
+    /// normally makes one kind.)
     public func packedWeights(activations: ActivationMode = .f32) -> PackedWeights {
         packedCache.withLock { cached in
             if let made = cached[activations] { return made }

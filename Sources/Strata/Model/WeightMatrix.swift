@@ -17,17 +17,17 @@ public enum ActivationMode: String, CaseIterable, Sendable, CustomStringConverti
     /// Float32 activations; weights unpacked to exactly their dequantized floats in registers (or
     /// a cache-resident panel). The same results as `--weights f32`, bit for bit. The default.
     case f32
+    /// Activations held to 24 bits per block of 32 (three 8-bit planes, x ≈ d · (q1 + q2/254 +
+    /// q3/254²), d = max|x|/127) on the integer kernels of `q8`: as accurate as float32
+    /// activations (each value within max|x| / 16.4 million of x). Each weight takes three 8-bit
+    /// products: with AVX2 one row runs at 0.7–0.9× `q8`'s speed and 1.2–1.5× `f32`'s, but many
+    /// rows at about 0.7× the float GEMM (README, "Quantized weights").
+    case q24
     /// Activations quantized per matrix multiply to 8-bit blocks of 32 (scale max|x|/127, as
     /// llama.cpp's Q8_0/Q8_1), and integer dot products on Q4_0, Q4_1 and Q8_0 weights (other
     /// types stay on float activations). About twice the speed; logits move by the 8-bit
     /// rounding (up to about 0.7 on the default model, as llama.cpp's own quantized path does).
     case q8
-    /// Activations held to 24 bits per block of 32 (three 8-bit planes, x ≈ d · (q1 + q2/254 +
-    /// q3/254²), d = max|x|/127) on the same integer kernels: as accurate as float32 activations
-    /// (within ~6e-8 of max|x| per value). Each weight takes three 8-bit products: one row runs at
-    /// about `q8`'s speed (memory-bound), but with AVX2 many rows run at about 0.7× the float
-    /// GEMM (README, "Quantized weights").
-    case q24
 
     public var description: String { rawValue }
 
