@@ -295,24 +295,20 @@ enum PackedGEMM {
             precondition(a.cols == k && c.rows == m && c.cols == w.rows)
             guard let activationBlocks, m > 0 else { return }
             let type = Int32(w.quantType!.rawValue), base = w.quant!
-            func share(_ t: Int, _ n: Int) -> (Int32, Int32) { (Int32(panels * t / n), Int32(panels * (t + 1) / n)) }
-            if w.integerActivations == .q24 {
-                let q = activationBlocks.bindMemory(to: strata_q24_block.self, capacity: m * blocks)
-                ThreadPool.shared.run(parts: min(threads, m)) { t, n in
-                    for r in m * t / n ..< m * (t + 1) / n { strata_quantize_q24(a.row(r), Int32(k), q + r * blocks) }
+            let wide = w.integerActivations == .q24
+            let q24 = wide ? activationBlocks.bindMemory(to: strata_q24_block.self, capacity: m * blocks) : nil
+            let q8 = wide ? nil : activationBlocks.bindMemory(to: strata_q8_block.self, capacity: m * blocks)
+            ThreadPool.shared.run(parts: min(threads, m)) { t, n in
+                for r in m * t / n ..< m * (t + 1) / n {
+                    if let q24 { strata_quantize_q24(a.row(r), Int32(k), q24 + r * blocks) } else if let q8 { strata_quantize_q8(a.row(r), Int32(k), q8 + r * blocks) }
                 }
-                ThreadPool.shared.run(parts: min(threads, panels)) { t, n in
-                    let (s, e) = share(t, n)
-                    strata_igemm24(type, base, Int32(k), Int32(w.rows), s, e, q, Int32(blocks), Int32(m), c.base, Int32(c.stride), accumulate ? 1 : 0)
-                }
-            } else {
-                let q = activationBlocks.bindMemory(to: strata_q8_block.self, capacity: m * blocks)
-                ThreadPool.shared.run(parts: min(threads, m)) { t, n in
-                    for r in m * t / n ..< m * (t + 1) / n { strata_quantize_q8(a.row(r), Int32(k), q + r * blocks) }
-                }
-                ThreadPool.shared.run(parts: min(threads, panels)) { t, n in
-                    let (s, e) = share(t, n)
-                    strata_igemm(type, base, Int32(k), Int32(w.rows), s, e, q, Int32(blocks), Int32(m), c.base, Int32(c.stride), accumulate ? 1 : 0)
+            }
+            ThreadPool.shared.run(parts: min(threads, panels)) { t, n in
+                let p0 = Int32(panels * t / n), p1 = Int32(panels * (t + 1) / n), acc: Int32 = accumulate ? 1 : 0
+                if let q24 {
+                    strata_igemm24(type, base, Int32(k), Int32(w.rows), p0, p1, q24, Int32(blocks), Int32(m), c.base, Int32(c.stride), acc)
+                } else if let q8 {
+                    strata_igemm(type, base, Int32(k), Int32(w.rows), p0, p1, q8, Int32(blocks), Int32(m), c.base, Int32(c.stride), acc)
                 }
             }
             return
