@@ -15,6 +15,7 @@
 //   acc = fma(float(isum), d_w · d_a, acc)        and for Q4_1: acc = fma(m_w, s_a, acc).
 #include "qdot.h"
 #include "prefetch_ahead.h"
+#include "ggml_types.h"
 #include <math.h>
 #include <string.h>
 #if defined(__AVX512F__) || defined(__AVX2__)
@@ -23,7 +24,6 @@
 
 #pragma clang fp contract(off)
 
-enum { T_Q4_0 = 2, T_Q4_1 = 3, T_Q8_0 = 8 };
 
 static inline float h2f(uint16_t h) { _Float16 f; memcpy(&f, &h, 2); return (float)f; }
 static inline float round_half(float x) { return (float)(_Float16)x; }

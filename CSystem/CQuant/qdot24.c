@@ -14,6 +14,7 @@
 // every time.
 #include "qdot.h"
 #include "prefetch_ahead.h"
+#include "ggml_types.h"
 #include <math.h>
 #include <string.h>
 #if defined(__AVX512F__) || defined(__AVX2__)
@@ -22,7 +23,6 @@
 
 #pragma clang fp contract(off)
 
-enum { T_Q4_0 = 2, T_Q4_1 = 3, T_Q8_0 = 8 };
 static const float INV_254_SQ = 1.0f / 64516.0f;
 
 static inline float h2f(const uint8_t *p) { _Float16 f; memcpy(&f, p, 2); return (float)f; }

@@ -25,12 +25,11 @@
 // dequantize_row_* (and Strata's Dequantize), so a panel unpacks to the exact floats.
 #include "quant.h"
 #include "prefetch_ahead.h"
+#include "ggml_types.h"
 #include <string.h>
 
 #pragma clang fp contract(off)
 
-enum { T_F32 = 0, T_F16 = 1, T_Q4_0 = 2, T_Q4_1 = 3, T_Q5_0 = 6, T_Q5_1 = 7, T_Q8_0 = 8,
-       T_Q2_K = 10, T_Q3_K = 11, T_Q4_K = 12, T_Q5_K = 13, T_Q6_K = 14, T_BF16 = 30 };
 
 static inline float h2f(uint16_t h) { _Float16 f; memcpy(&f, &h, 2); return (float)f; }
 static inline uint16_t rd16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }

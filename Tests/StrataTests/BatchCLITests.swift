@@ -365,6 +365,12 @@ import Testing
         let records = try CLI.json(half.stdout)["results"] as! [[String: Any]]
         #expect(records.count == 6 && records.allSatisfy { $0["cache_type"] as? String == "f16" })
         #expect(try CLI.run(["bench", "--model", tinyPath, "--cache-type", "f8"]).status == 2)
+        // Every listed activation mode makes its own simd configurations, each recorded.
+        let modes = try CLI.run(["bench", "--model", tinyPath, "--format", "json", "-r", "1", "--backend", "simd", "--threads", "1",
+                                 "--batch", "", "-p", "16", "-n", "4", "--activations", "f32,q24,q8"])
+        #expect(modes.status == 0, "\(modes.stderr)")
+        let byMode = try CLI.json(modes.stdout)["results"] as! [[String: Any]]
+        #expect(byMode.count == 6 && Set(byMode.compactMap { $0["activations"] as? String }) == ["f32", "q24", "q8"])
     }
 
     @Test func profilerTimesAddUpToTheWallTime() throws {

@@ -107,7 +107,8 @@ enum CLI {
                      ["generate", "--ctx", "4194305", "x"], ["generate", "--threads", "1025", "x"],
                      ["generate", "--batch-tokens", "65537", "x"],
                      ["generate", "--weights", "f16", "x"], ["generate", "--activations", "int4", "x"],
-                     ["bench", "--weights", ","], ["bench", "--activations", "q4"], ["info", "--ctx", "0"]] {
+                     ["bench", "--weights", ","], ["bench", "--activations", "q4"], ["bench", "--activations", "q24,q16"],
+                     ["profile", "--activations", "q 24"], ["info", "--ctx", "0"]] {
             // A model path that does not exist proves the check comes before loading.
             let r = try CLI.run(args + ["--model", "/nonexistent.gguf"])
             #expect(r.status == 2, "\(args): status \(r.status), stderr \(r.stderr)")
