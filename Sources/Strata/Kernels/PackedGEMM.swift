@@ -283,9 +283,11 @@ enum PackedGEMM {
 
     /// `run` over all panels, split across `threads` threads of the shared pool by panels. A
     /// quantized `w` needs `scratch` with `w.scratchFloats` floats for each thread, `stride` apart.
+    /// Integer panels need `activationBlocks`; with `blocksReady` they already hold `a` quantized
+    /// as `w` wants it (by the previous multiply, on the same input), and `a` is not read.
     static func parallel(a: Matrix, w: PackedMatrix, c: Matrix, accumulate: Bool, threads: Int,
                          scratch: UnsafeMutablePointer<Float>? = nil, stride: Int = 0,
-                         activationBlocks: UnsafeMutableRawPointer? = nil) {
+                         activationBlocks: UnsafeMutableRawPointer? = nil, blocksReady: Bool = false) {
         let panels = w.panels
         if w.isInteger {
             // Quantize each row's activations once (rows split across the threads), then the
@@ -298,9 +300,11 @@ enum PackedGEMM {
             let wide = w.integerActivations == .q24
             let q24 = wide ? activationBlocks.bindMemory(to: strata_q24_block.self, capacity: m * blocks) : nil
             let q8 = wide ? nil : activationBlocks.bindMemory(to: strata_q8_block.self, capacity: m * blocks)
-            ThreadPool.shared.run(parts: min(threads, m)) { t, n in
-                for r in m * t / n ..< m * (t + 1) / n {
-                    if let q24 { strata_quantize_q24(a.row(r), Int32(k), q24 + r * blocks) } else if let q8 { strata_quantize_q8(a.row(r), Int32(k), q8 + r * blocks) }
+            if !blocksReady {
+                ThreadPool.shared.run(parts: min(threads, m)) { t, n in
+                    for r in m * t / n ..< m * (t + 1) / n {
+                        if let q24 { strata_quantize_q24(a.row(r), Int32(k), q24 + r * blocks) } else if let q8 { strata_quantize_q8(a.row(r), Int32(k), q8 + r * blocks) }
+                    }
                 }
             }
             ThreadPool.shared.run(parts: min(threads, panels)) { t, n in

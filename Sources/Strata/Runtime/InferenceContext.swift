@@ -74,7 +74,10 @@ public final class InferenceContext {
         case embed(WeightMatrix, scale: Float)
         case norm(FloatBuffer, from: Slot, to: Slot)
         case headNorm(FloatBuffer, slot: Slot, heads: Int)
-        case linear(WeightMatrix, PackedMatrix?, bias: FloatBuffer?, from: Slot, to: [Slot], accumulate: Bool)
+        /// `sameBlocks`: the previous step quantized the same input the same way for integer
+        /// panels (attn_k and attn_v after attn_q, ffn_up after ffn_gate), so the activation
+        /// blocks it left are this step's too.
+        case linear(WeightMatrix, PackedMatrix?, bias: FloatBuffer?, from: Slot, to: [Slot], accumulate: Bool, sameBlocks: Bool)
         case rope(RopeTable)
         case storeKV(layer: Int)
         case attention(layer: Int, scale: Float)
@@ -182,7 +185,13 @@ public final class InferenceContext {
             case let .norm(w, from, to): kernel = .norm(weights.vector(w), from: from, to: to)
             case let .headNorm(w, slot, heads): kernel = .headNorm(weights.vector(w), slot: slot, heads: heads)
             case let .linear(w, bias, from, to, acc):
-                kernel = .linear(weights.matrix(w), packed?.matrix(w), bias: bias.map { weights.vector($0) }, from: from, to: to, accumulate: acc)
+                let p = packed?.matrix(w)
+                var same = false
+                if let p, p.isInteger, case let .linear(_, prev?, _, prevFrom, prevTo, _, _)? = bound.last?.kernel {
+                    same = prev.isInteger && prev.integerActivations == p.integerActivations && prev.cols == p.cols
+                        && prevFrom == from && !prevTo.contains(from)
+                }
+                kernel = .linear(weights.matrix(w), p, bias: bias.map { weights.vector($0) }, from: from, to: to, accumulate: acc, sameBlocks: same)
             case let .rope(r): kernel = .rope(tables[ropeSpecs.firstIndex(of: r)!])
             case .storeKV: kernel = .storeKV(layer: s.op.layer!)
             case let .attention(_, scale): kernel = .attention(layer: s.op.layer!, scale: scale)
@@ -349,9 +358,10 @@ public final class InferenceContext {
         case let .headNorm(weight, slot, heads):
             let x = rows(slot, T), hd = c.headDim
             byRows(T) { r in Ops.headNorm(x: x.rows(r), heads: heads, width: hd, weight: weight, eps: c.rmsEpsilon) }
-        case let .linear(weight, packedWeight, bias, from, to, accumulate):
+        case let .linear(weight, packedWeight, bias, from, to, accumulate, sameBlocks):
             let out = to.count == 1 ? rows(to[0], T) : rows(.fused, T)
-            linear(rows(from, T), weight, packedWeight, Matrix(base: out.base, rows: T, cols: weight.rows, stride: out.stride), accumulate: accumulate)
+            linear(rows(from, T), weight, packedWeight, Matrix(base: out.base, rows: T, cols: weight.rows, stride: out.stride), accumulate: accumulate,
+                   blocksReady: sameBlocks)
             if let bias { Ops.addBias(x: Matrix(base: out.base, rows: T, cols: weight.rows, stride: out.stride), bias: bias) }
             if to.count > 1 {
                 // A fused projection: its columns, in order, to each output.
@@ -431,10 +441,12 @@ public final class InferenceContext {
     /// `out = a · Wᵀ (+ out)` with `W: [out.cols × a.cols]`: the packed kernel when the context
     /// has packed weights (`simd`), else the backend's GEMM on the weights as stored.
     @inline(__always)
-    private func linear(_ a: Matrix, _ weight: WeightMatrix, _ packedWeight: PackedMatrix?, _ out: Matrix, accumulate: Bool = false) {
+    private func linear(_ a: Matrix, _ weight: WeightMatrix, _ packedWeight: PackedMatrix?, _ out: Matrix, accumulate: Bool = false,
+                        blocksReady: Bool = false) {
         if let packedWeight {
             PackedGEMM.parallel(a: a, w: packedWeight, c: out, accumulate: accumulate, threads: threads,
-                                scratch: weightScratch.base, stride: weightScratchStride, activationBlocks: activationBlocks)
+                                scratch: weightScratch.base, stride: weightScratchStride, activationBlocks: activationBlocks,
+                                blocksReady: blocksReady)
         } else {
             GEMM.run(backend, a: a, weight: weight, c: out, accumulate: accumulate,
                      scratch: weightScratch.base, scratchFloats: weightScratchStride)
