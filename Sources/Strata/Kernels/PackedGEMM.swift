@@ -41,7 +41,7 @@ public final class PackedMatrix: @unchecked Sendable {
 
     /// Whether the panels are integer panels (Q4_0, Q4_1, Q8_0: `strata_igemm`, activations
     /// quantized to 8 bits; `strata_igemm24`, to 24) rather than panels unpacked to floats.
-    public let isInteger: Bool
+    public var isInteger: Bool { integerActivations.isInteger }
     /// How the activations are quantized for integer panels (`.q8` or `.q24`; `.f32` otherwise).
     public let integerActivations: ActivationMode
 
@@ -58,8 +58,8 @@ public final class PackedMatrix: @unchecked Sendable {
         rows = w.rows
         cols = w.cols
         let t = Int32(w.type.rawValue)
-        isInteger = integer.isInteger
         integerActivations = integer
+        let isInteger = integer.isInteger
         let nr = isInteger ? Int(STRATA_IPANEL) : Self.width
         panels = (w.rows + nr - 1) / nr
         data = nil
@@ -100,7 +100,7 @@ public final class PackedMatrix: @unchecked Sendable {
     init(_ w: Matrix) {
         rows = w.rows
         cols = w.cols
-        quantType = nil; quant = nil; panelBytes = 0; isInteger = false; integerActivations = .f32
+        quantType = nil; quant = nil; panelBytes = 0; integerActivations = .f32
         panels = (w.rows + Self.width - 1) / Self.width
         data = FloatBuffer(count: panels * Self.width * w.cols)
         let nr = Self.width, k = w.cols
@@ -117,7 +117,7 @@ public final class PackedMatrix: @unchecked Sendable {
     init(kMajor b: Matrix) {
         rows = b.cols
         cols = b.rows
-        quantType = nil; quant = nil; panelBytes = 0; isInteger = false; integerActivations = .f32
+        quantType = nil; quant = nil; panelBytes = 0; integerActivations = .f32
         panels = (b.cols + Self.width - 1) / Self.width
         data = FloatBuffer(count: panels * Self.width * b.rows)
         let nr = Self.width, k = b.rows
