@@ -282,6 +282,8 @@ public final class InferenceContext {
     /// Runs one forward step: appends every entry's tokens to its slot and computes the requested
     /// logits. Nothing is allocated. Invalid input throws before any compute (see `validate`).
     public func evaluate(_ batch: Batch) throws {
+        // With an observer, validation and the positions are charged to the first op.
+        let entered = observer != nil ? now() : 0
         try validate(batch)
         let T = batch.tokens.count
         logitsRowsReady = 0
@@ -291,9 +293,10 @@ public final class InferenceContext {
         }
         batch.tokens.withUnsafeBufferPointer { tokens in
             if let observer {
-                // Ops are timed back to back: each one from the end of the previous one, so the
-                // plan's own loop overhead is charged to the op it leads into and nothing is lost.
-                lastTimestamp = now()
+                // Ops are timed back to back: each one from the end of the previous one (the first
+                // from entry), so the plan's own overhead is charged to the op it leads into and
+                // nothing is lost.
+                lastTimestamp = entered
                 for step in steps { runTimed(step, observer: observer, batch: batch, tokens: tokens, T: T) }
             } else {
                 for step in steps { execute(step, batch: batch, tokens: tokens, T: T) }
