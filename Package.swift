@@ -61,13 +61,14 @@ let package = Package(
         ),
         // A prefetch hint for the packed GEMM (header only; Swift cannot express one).
         .systemLibrary(name: "CPrefetch", path: "CSystem/CPrefetch"),
+        .systemLibrary(name: "CSpin", path: "CSystem/CSpin"),
         // Half-precision loads widened to float32 (F16C), for the half-precision KV cache (header only).
         .systemLibrary(name: "CHalf", path: "CSystem/CHalf"),
         // Quantized weight panels: packing at load, unpacking per panel (C the compiler vectorises).
         .target(name: "CQuant", path: "CSystem/CQuant", cSettings: quantCSettings),
         .target(
             name: "Strata",
-            dependencies: ["COpenBLAS", "CPrefetch", "CHalf", "CQuant"],
+            dependencies: ["COpenBLAS", "CPrefetch", "CSpin", "CHalf", "CQuant"],
             swiftSettings: strataSettings
         ),
         // The OpenAI-compatible server on the continuous batcher, with its chat page.

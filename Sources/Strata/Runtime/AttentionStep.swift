@@ -37,25 +37,25 @@ extension InferenceContext {
         let start = timed ? lastTimestamp : 0
 
         if backend == .simd {
-            // Every row through the fused kernel, rows dealt out to the threads in turn (which
-            // also balances a causal prefill chunk, whose later rows see more keys).
+            // Every (row, KV head) through the fused kernel, dealt out to the threads in turn: a
+            // decode row's heads are shared too, and a causal prefill chunk, whose later rows see
+            // more keys, is balanced. Each pair's arithmetic is the same on any thread.
             let shape = Attention.Shape(headDim: hd, heads: c.headCount, kvHeads: c.headCountKV, kvDim: c.kvDim)
+            let G = c.headCountKV
             ThreadPool.shared.run(parts: threads) { t, n in
                 let scratch = rowScratch.base + 3 * t * cachePositions
                 for e in batch.entries {
                     let base = cache.offset(layer: layer, slot: e.slot)
-                    var i = (t - e.rowStart % n + n) % n
-                    while i < e.count {
+                    var j = (t - e.rowStart * G % n + n) % n
+                    while j < e.count * G {
+                        let i = j / G, g = j - i * G
                         let row = e.rowStart + i, visible = lengths[e.slot] + i + 1
                         let first = cache.firstVisible(layer: layer, visible: visible)
-                        let cap = capture?.base(layer: layer, row: row)
-                        for g in 0 ..< c.headCountKV {
-                            Attention.transposedRow(q: q.base + row * c.qDim, kt: kc + base, v: vc + base,
-                                                    positions: cachePositions, out: att.base + row * c.qDim, visible: visible, first: first,
-                                                    kvHead: g, shape: shape, scale: scale, scratch: scratch,
-                                                    capture: cap, captureStride: capture?.headStride ?? 0)
-                        }
-                        i += n
+                        Attention.transposedRow(q: q.base + row * c.qDim, kt: kc + base, v: vc + base,
+                                                positions: cachePositions, out: att.base + row * c.qDim, visible: visible, first: first,
+                                                kvHead: g, shape: shape, scale: scale, scratch: scratch,
+                                                capture: capture?.base(layer: layer, row: row), captureStride: capture?.headStride ?? 0)
+                        j += n
                     }
                 }
             }
