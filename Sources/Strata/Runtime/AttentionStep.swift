@@ -48,7 +48,7 @@ extension InferenceContext {
                     let base = cache.offset(layer: layer, slot: e.slot)
                     var j = (t - e.rowStart * G % n + n) % n
                     while j < e.count * G {
-                        let i = j / G, g = j - i * G
+                        let g = j / e.count, i = j - g * e.count
                         let row = e.rowStart + i, visible = lengths[e.slot] + i + 1
                         let first = cache.firstVisible(layer: layer, visible: visible)
                         Attention.transposedRow(q: q.base + row * c.qDim, kt: kc + base, v: vc + base,
