@@ -23,6 +23,9 @@ echo "== strata-microbench (machine ceilings)"
 echo "== strata: weights native/f32, activations f32/q24/q8"
 $S bench --model "$MODEL" --backend simd --weights native,f32 --activations f32,q24,q8 --threads "$T" --batch 16 \
   -p 512 -n 128 -r 3 --format json > "$OUT/strata.json"
+echo "== strata: batch 16 with a half-precision KV cache (llama.cpp's default cache type)"
+$S bench --model "$MODEL" --backend simd --cache-type f16 --threads "$T" --batch 16 -p 0 -n 128 -r 3 --format json \
+  > "$OUT/strata-f16-cache.json"
 echo "== llama.cpp"
 for f in "$MODEL" "$F32"; do
   n=$(basename "$f" .gguf)
