@@ -121,6 +121,40 @@ import Testing
         }
     }
 
+    /// The simd backend deals matrix panels and (row, KV head) attention pairs to its threads:
+    /// one thread or two, a batch of prompts (a chunk of several rows, a single row) then decode
+    /// rows gives the same logits bit for bit, with either cache type. Sliding windows included
+    /// (gemma3), and one KV head (gemma3) as well as several.
+    @Test(arguments: names + ["llama"], [KVCacheType.f32, .f16])
+    func threadCountDoesNotChangeTheLogits(name: String, cacheType: KVCacheType) throws {
+        try #require(ThreadPool.shared.width >= 2, "the pool has one thread: nothing to compare")
+        let m = Self.models[name]!
+        let seqs: [[Int32]] = [Array(tokens), [100], [8, 8, 8, 9, 10, 11], [250, 1, 60]]
+        func run(threads: Int) throws -> [[Float]] {
+            let ctx = try InferenceContext(model: m, options: ContextOptions(backend: .simd, threads: threads, contextLength: 64,
+                                                                             slots: 4, cacheType: cacheType))
+            #expect(ctx.threads == threads)
+            var out: [[Float]] = []
+            var batch = Batch()
+            var rows: [Int] = []
+            for (s, ids) in seqs.enumerated() { rows.append(batch.add(slot: s, tokens: ids, logits: .last)) }
+            for step in 0 ..< 4 {
+                try ctx.evaluate(batch)
+                out += rows.map { ctx.logits(row: $0) }
+                batch.removeAll(); rows = []
+                for s in seqs.indices { rows.append(batch.add(slot: s, tokens: [Int32(30 + 7 * s + step)], logits: .last)) }
+            }
+            return out
+        }
+        let one = try run(threads: 1), two = try run(threads: 2)
+        #expect(one.count == 16)
+        for (k, (a, b)) in zip(one, two).enumerated() {
+            let differ = zip(a, b).filter { $0.bitPattern != $1.bitPattern }.count
+            #expect(a.count == m.config.vocabSize && b.count == a.count)
+            #expect(differ == 0, "\(name) \(cacheType) step \(k / 4) sequence \(k % 4): \(differ) of \(a.count) logits differ")
+        }
+    }
+
     /// The window matters: with it, a token far back cannot change the next-token logits of a
     /// window-only model (two layers of 4 keys reach 6 positions back); the global layer sees it.
     @Test func slidingWindowHidesOldTokens() throws {

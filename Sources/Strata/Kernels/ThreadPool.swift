@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 import Synchronization
 import CSpin
@@ -6,7 +7,7 @@ import CSpin
 /// attention step, a few hundred per forward step, so a region must start in well under a
 /// microsecond. Dispatch's `concurrentPerform` wakes sleeping threads for every region (tens of
 /// microseconds here); these workers spin on a generation counter between regions and go to sleep
-/// only after `spinLimit` idle polls, so an idle process does not burn its cores.
+/// only after `spinTime` idle, so an idle process does not burn its cores.
 ///
 /// One process-wide pool (`shared`), as OpenBLAS has: regions from different threads (two
 /// contexts used at once) take turns through `regionLock`. Nothing is allocated per region: the
@@ -24,10 +25,24 @@ final class ThreadPool: @unchecked Sendable {
     nonisolated(unsafe) private var body: ((Int, Int) -> Void)?
     nonisolated(unsafe) private var parts = 0
 
-    /// Idle polls before a worker sleeps (each with a spin-wait hint, `pause` on x86: about 100 µs
-    /// on Zen 3, 200 µs on recent Intel cores, whose `pause` is longer): long enough to bridge the
-    /// sampler and bookkeeping between forward steps, short enough not to hold a core when idle.
-    private static let spinLimit = 5_000
+    /// Idle time before a worker sleeps, or before a caller waiting for the workers yields its
+    /// core: long enough to bridge the sampler and bookkeeping between forward steps, short enough
+    /// not to hold a core when idle. Measured by the clock, read every `clockPolls` polls, since
+    /// a poll's spin-wait hint lasts from a few cycles (ARM `yield`, older x86 `pause`) to over a
+    /// hundred (recent Intel `pause`).
+    private static let spinTime: UInt64 = 100_000   // nanoseconds
+    private static let clockPolls = 256
+
+    /// Polls until the caller has spun `spinTime`; `since` is 0 when the wait starts.
+    @inline(__always)
+    private static func spunOut(_ polls: inout Int, since: inout UInt64) -> Bool {
+        polls &+= 1
+        strata_spin_pause()
+        guard polls % clockPolls == 0 else { return false }
+        let now = DispatchTime.now().uptimeNanoseconds
+        if since == 0 { since = now; return false }
+        return now &- since >= spinTime
+    }
 
     init(width: Int) {
         precondition(width >= 1)
@@ -69,11 +84,9 @@ final class ThreadPool: @unchecked Sendable {
             body(0, n)
             // Every worker checks in, even those without a part, so none still reads `body`. On an
             // oversubscribed machine a worker may be descheduled: after a while, give up the core.
-            var polls = 0
+            var polls = 0, since: UInt64 = 0
             while finished.load(ordering: .acquiring) < width - 1 {
-                polls += 1
-                strata_spin_pause()
-                if polls >= Self.spinLimit { sched_yield(); polls = 0 }
+                if Self.spunOut(&polls, since: &since) { sched_yield(); since = 0 }
             }
             self.body = nil
         }
@@ -83,17 +96,15 @@ final class ThreadPool: @unchecked Sendable {
         var seen = 0
         while true {
             var g = generation.load(ordering: .acquiring)
-            var polls = 0
+            var polls = 0, since: UInt64 = 0
             while g == seen {
-                polls += 1
-                strata_spin_pause()
-                if polls >= Self.spinLimit {
+                if Self.spunOut(&polls, since: &since) {
                     wake.lock()
                     sleepers.add(1, ordering: .sequentiallyConsistent)
                     while generation.load(ordering: .sequentiallyConsistent) == seen { wake.wait() }
                     sleepers.subtract(1, ordering: .sequentiallyConsistent)
                     wake.unlock()
-                    polls = 0
+                    since = 0
                 }
                 g = generation.load(ordering: .acquiring)
             }
