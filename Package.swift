@@ -61,6 +61,7 @@ let package = Package(
         ),
         // A prefetch hint for the packed GEMM (header only; Swift cannot express one).
         .systemLibrary(name: "CPrefetch", path: "CSystem/CPrefetch"),
+        // The spin-wait pause hint for the thread pool's workers (header only; Swift cannot express one).
         .systemLibrary(name: "CSpin", path: "CSystem/CSpin"),
         // Half-precision loads widened to float32 (F16C), for the half-precision KV cache (header only).
         .systemLibrary(name: "CHalf", path: "CSystem/CHalf"),

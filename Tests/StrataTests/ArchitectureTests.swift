@@ -28,6 +28,8 @@ import Testing
     static let names = ["gemma3", "phi3", "qwen2", "llama3"]
 
     let tokens: [Int32] = [5, 40, 77, 100, 3, 250, 18, 9, 61, 200, 33, 140, 7, 12]
+    /// Four prompts of different lengths (one a single token), evaluated together in one batch.
+    var batchSequences: [[Int32]] { [Array(tokens), [100], [8, 8, 8, 9, 10, 11], [250, 1, 60]] }
 
     func lastLogits(_ model: Model, _ ids: some Collection<Int32>, backend: Backend, chunk: Int = 512) throws -> [Float] {
         let ctx = try InferenceContext(model: model, options: ContextOptions(backend: backend, contextLength: 64, maxBatchTokens: chunk))
@@ -99,7 +101,7 @@ import Testing
     @Test(arguments: names, Backend.allCases)
     func batchedEqualsSingle(name: String, backend: Backend) throws {
         let m = Self.models[name]!
-        let seqs: [[Int32]] = [Array(tokens), [100], [8, 8, 8, 9, 10, 11], [250, 1, 60]]
+        let seqs = batchSequences
         let ctx = try InferenceContext(model: m, options: ContextOptions(backend: backend, contextLength: 64, slots: 4))
         var batch = Batch()
         var rows: [Int] = []
@@ -129,7 +131,7 @@ import Testing
           arguments: names + ["llama"], [KVCacheType.f32, .f16])
     func threadCountDoesNotChangeTheLogits(name: String, cacheType: KVCacheType) throws {
         let m = Self.models[name]!
-        let seqs: [[Int32]] = [Array(tokens), [100], [8, 8, 8, 9, 10, 11], [250, 1, 60]]
+        let seqs = batchSequences
         func run(threads: Int) throws -> [[Float]] {
             let ctx = try InferenceContext(model: m, options: ContextOptions(backend: .simd, threads: threads, contextLength: 64,
                                                                              slots: 4, cacheType: cacheType))
