@@ -63,6 +63,9 @@ let package = Package(
         .systemLibrary(name: "CPrefetch", path: "CSystem/CPrefetch"),
         // The spin-wait pause hint for the thread pool's workers (header only; Swift cannot express one).
         .systemLibrary(name: "CSpin", path: "CSystem/CSpin"),
+        // Standard output's write, flush and error check for the command line (header only; Swift 6
+        // cannot name C's `stdout`), so a full disk or a closed pipe is an error, not lost output.
+        .systemLibrary(name: "CStdout", path: "CSystem/CStdout"),
         // Half-precision loads widened to float32 (F16C), for the half-precision KV cache (header only).
         .systemLibrary(name: "CHalf", path: "CSystem/CHalf"),
         // Quantized weight panels: packing at load, unpacking per panel (C the compiler vectorises).
@@ -91,6 +94,7 @@ let package = Package(
             dependencies: [
                 "Strata",
                 "StrataServer",
+                "CStdout",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -252,11 +252,11 @@ struct Progress {
         let eta = completed > 0 ? perSeq * Double(total - completed) : 0
         let line = String(format: "batch: %d/%d done%@, %.1f tokens/s, elapsed %.0fs, ETA %.0fs", completed, total,
                           errors > 0 ? " (\(errors) errors)" : "", rate, secs, eta)
-        if stderrIsTerminal { FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8)) } else { printErr(line) }
+        if stderrIsTerminal { writeErr("\r\u{1B}[K" + line) } else { printErr(line) }
     }
 
     mutating func done() {
-        if stderrIsTerminal { FileHandle.standardError.write(Data("\n".utf8)) }
+        if stderrIsTerminal { writeErr("\n") }
         let secs = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         printErr(String(format: "batch: %d/%d done (%d errors), %d tokens in %.1f s (%.1f tokens/s)", completed, total, errors, tokens, secs, secs > 0 ? Double(tokens) / secs : 0))
     }

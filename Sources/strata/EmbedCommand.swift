@@ -74,7 +74,7 @@ struct EmbedCommand: ParsableCommand {
                 var o: [String: Any] = ["text": item.text, "ids": r.ids.map { Int($0) }, "embedding": r.embedding.map { Double($0) }]
                 if let id = item.id { o["id"] = id }
                 let d = try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys, .withoutEscapingSlashes])
-                FileHandle.standardOutput.write(d + Data([UInt8(ascii: "\n")]))
+                emit(String(decoding: d, as: UTF8.self) + "\n")
             }
             start += batch
         }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CStdout
 import Foundation
 import Strata
 
@@ -172,7 +173,21 @@ func visible(_ s: String) -> String {
 let stdoutIsTerminal = isatty(STDOUT_FILENO) == 1
 let stderrIsTerminal = isatty(STDERR_FILENO) == 1
 
-/// Writes to stdout immediately (streaming).
+/// Writes to stdout immediately (streaming), through the stream `print` uses, so the two keep
+/// their order. A failed write (a full disk, a closed pipe) ends the command with an error.
 func emit(_ s: String) {
-    FileHandle.standardOutput.write(Data(s.utf8))
+    var s = s
+    let e = s.withUTF8 { strata_stdout_write($0.baseAddress, $0.count) }
+    if e != 0 { outputFailed(e) }
+}
+
+/// Ends the command when standard output could not be written: exit status 1 and a line on
+/// stderr saying why, instead of output silently lost (or a trap in Foundation's `write`). A
+/// reader that went away (`strata … | head`) gets the quiet exit a shell expects (status 141, as
+/// if by SIGPIPE).
+func outputFailed(_ e: Int32) -> Never {
+    if e == EPIPE { Foundation.exit(128 + SIGPIPE) }
+    let why = e > 0 ? String(cString: strerror(e)) : "an earlier write failed"
+    printErr("error: cannot write to standard output: \(why); the output is incomplete")
+    Foundation.exit(1)
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CStdout
 import Foundation
 import Strata
 
@@ -23,6 +24,8 @@ struct StrataCommand: ParsableCommand {
             } else {
                 try command.run()
             }
+            let e = strata_stdout_finish()
+            if e != 0 { outputFailed(e) }
         } catch let error as CleanExit {
             exit(withError: error)
         } catch let error as ExitCode {
@@ -33,10 +36,10 @@ struct StrataCommand: ParsableCommand {
             let usage = code == .validationFailure || error is ValidationError
                 || String(describing: type(of: error)).contains("CommandError")
             if usage {
-                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                printErr(fullMessage(for: error))
                 Foundation.exit(2)
             }
-            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+            printErr("error: \(error)")
             Foundation.exit(1)
         }
     }
@@ -57,4 +60,7 @@ func runAsync(_ command: AsyncParsableCommand) throws {
     if let e = outcome.error { throw e }
 }
 
-func printErr(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
+func printErr(_ s: String) { writeErr(s + "\n") }
+
+/// Writes to stderr; a failure is ignored (there is nowhere left to report it), never a trap.
+func writeErr(_ s: String) { try? FileHandle.standardError.write(contentsOf: Data(s.utf8)) }

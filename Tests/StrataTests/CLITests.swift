@@ -126,6 +126,40 @@ enum CLI {
         #expect(long.status == 1 && long.stderr.contains("longer than the context"), "\(long.stderr)")
     }
 
+    /// Standard output on a full disk (/dev/full): exit status 1 and a line saying so, whether the
+    /// text was streamed (`generate`) or printed (`tokenize`, `generate --json`); never a trap,
+    /// never a success with the output lost. A reader that has gone away: the quiet status 141.
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: "/dev/full")))
+    func unwritableStandardOutputIsAnError() throws {
+        func run(_ args: [String], stdout: FileHandle) throws -> (status: Int32, signalled: Bool, stderr: String) {
+            let p = Process(), err = Pipe()
+            p.executableURL = URL(fileURLWithPath: CLI.binary)
+            p.arguments = args
+            p.standardOutput = stdout
+            p.standardError = err
+            p.standardInput = FileHandle.nullDevice
+            try p.run()
+            let e = err.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            return (p.terminationStatus, p.terminationReason == .uncaughtSignal, String(decoding: e, as: UTF8.self))
+        }
+        let full = try #require(FileHandle(forWritingAtPath: "/dev/full"))
+        defer { try? full.close() }
+        for args in [["generate", "--model", tinyPath, "--prompt-ids", "5,6,7", "--max-tokens", "4", "--ignore-eos"],
+                     ["generate", "--model", tinyPath, "--prompt-ids", "5,6,7", "--max-tokens", "4", "--json"],
+                     ["tokenize", "--model", tinyPath, "the hello"]] {
+            let r = try run(args, stdout: full)
+            #expect(!r.signalled && r.status == 1 && r.stderr.contains("cannot write to standard output") && r.stderr.contains("No space left"),
+                    "\(args): status \(r.status), \(r.stderr)")
+        }
+        let closed = Pipe()
+        try closed.fileHandleForReading.close()
+        let r = try run(["generate", "--model", tinyPath, "--prompt-ids", "5,6,7", "--max-tokens", "4", "--ignore-eos"],
+                        stdout: closed.fileHandleForWriting)
+        // SIGPIPE itself when the child inherits its default action, else the status a shell gives it.
+        #expect((r.signalled ? r.status == SIGPIPE : r.status == 128 + SIGPIPE) && r.stderr.isEmpty, "status \(r.status), \(r.stderr)")
+    }
+
     @Test func generateJSONWithPromptIds() throws {
         let r = try CLI.run(["generate", "--model", tinyPath, "--prompt-ids", "5,6,7", "--temperature", "0", "--max-tokens", "4",
                              "--ignore-eos", "--json", "--logprobs", "2"])

@@ -9,7 +9,7 @@ public enum FuzzTargets {
     /// template harnesses; exits with a message when the model is missing (`make model`).
     public static func defaultModelTokenizer() -> Tokenizer {
         do { return try Tokenizer(gguf: GGUFFile(path: Model.resolvePath(nil))) } catch {
-            FileHandle.standardError.write(Data("fuzz: cannot load the default model's tokenizer: \(error)\n".utf8))
+            try? FileHandle.standardError.write(contentsOf: Data("fuzz: cannot load the default model's tokenizer: \(error)\n".utf8))
             exit(2)
         }
     }

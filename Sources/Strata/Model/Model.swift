@@ -64,7 +64,7 @@ public final class Model: Sendable {
         let given = explicit ?? env["STRATA_MODEL"].flatMap { $0.isEmpty ? nil : $0 }
         if let given {
             if KnownModel.named(given) != nil && !FileManager.default.fileExists(atPath: given) {
-                return try ModelStore.resolve(given) { FileHandle.standardError.write(Data(("model: " + $0 + "\n").utf8)) }
+                return try ModelStore.resolve(given) { try? FileHandle.standardError.write(contentsOf: Data(("model: " + $0 + "\n").utf8)) }
             }
             guard FileManager.default.fileExists(atPath: given) else {
                 let origin = explicit != nil ? "--model" : "$STRATA_MODEL"
