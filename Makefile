@@ -46,11 +46,12 @@ gemma: release
 minilm: release
 	@$(RELEASE_BIN) pull all-minilm-l6-v2 >/dev/null
 
-# Python for the tests that compare with reference code (the `gguf` package's quantizers) and for
+# Python for the tests that compare with reference code (the `gguf` package's quantizers, the
+# `tokenizers` package's WordPiece) and for
 # the server tests: the official `openai` client, pytest, and websocket-client (Chromium's DevTools).
-PY_PACKAGES := gguf==0.19.0 numpy openai pytest websocket-client
+PY_PACKAGES := gguf==0.19.0 numpy openai pytest websocket-client tokenizers==0.23.3
 venv: deps
-	@[ -x $(PYTHON) ] && $(PYTHON) -c 'import gguf, numpy, openai, pytest, websocket' 2>/dev/null || { \
+	@[ -x $(PYTHON) ] && $(PYTHON) -c 'import gguf, numpy, openai, pytest, websocket, tokenizers' 2>/dev/null || { \
 		echo "venv: creating $(VENV) with $(PY_PACKAGES)"; \
 		{ [ -x $(PYTHON) ] || python3 -m venv $(VENV); } && $(VENV)/bin/pip install -q --disable-pip-version-check $(PY_PACKAGES); }
 

@@ -43,6 +43,42 @@ import Testing
         }
     }
 
+    /// Every Unicode scalar c, in "A" + c + "b " + c + "Z" (inside a word, alone, next to letters
+    /// that are lower-cased), against the `tokenizers` package (the Rust tokenizer
+    /// sentence-transformers runs; in the test venv): whitespace, control characters, punctuation,
+    /// CJK, accent stripping and lower-casing as it has them, down to its Unicode 8.0 tables.
+    @Test func wordPieceAgreesWithTokenizersOnEveryCodePoint() throws {
+        guard let python = ProcessInfo.processInfo.environment["STRATA_PYTHON"], !python.isEmpty else {
+            Issue.record("STRATA_PYTHON is not set: run through `make test`, which makes a venv with the tokenizers package")
+            return
+        }
+        guard FileManager.default.fileExists(atPath: Self.folder + "/tokenizer.json") else {
+            throw RealModelTests.FixtureError("all-MiniLM-L6-v2 not found at \(Self.folder): run `make minilm`")
+        }
+        let tokenizer = try WordPieceTokenizer(folder: Self.folder)
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Support/wordpiece_reference.py").path
+        let p = Process(), out = Pipe()
+        p.executableURL = URL(fileURLWithPath: python)
+        p.arguments = [script, Self.folder + "/tokenizer.json"]
+        p.standardOutput = out
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        try #require(p.terminationStatus == 0, "wordpiece_reference.py failed")
+        var checked = 0, differ: [String] = []
+        for line in data.split(separator: UInt8(ascii: "\n")) {
+            let fields = line.split(separator: UInt8(ascii: " ")).map { String(decoding: $0, as: UTF8.self) }
+            let scalar = try #require(UInt32(fields[0], radix: 16).flatMap(Unicode.Scalar.init), "bad line \(fields)")
+            let want = fields.dropFirst().map { Int32($0)! }
+            let c = String(Character(scalar))
+            let got = tokenizer.encode("A" + c + "b " + c + "Z")
+            if got != want { differ.append("U+\(fields[0]): \(got) != \(want)") }
+            checked += 1
+        }
+        #expect(checked == 0x110000 - 0x800, "every scalar but the surrogates")
+        #expect(differ.isEmpty, "\(differ.count) differ from tokenizers, e.g. \(differ.prefix(12))")
+    }
+
     @Test(arguments: Backend.allCases)
     func embeddingsMatchSentenceTransformers(backend: Backend) throws {
         let enc = try encoder(backend)

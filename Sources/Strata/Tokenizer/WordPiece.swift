@@ -75,12 +75,12 @@ public struct WordPieceTokenizer: Sendable {
             if chineseChars && Self.isCJK(s) { out.append(" "); out.append(s); out.append(" "); continue }
             out.append(s)
         }
+        // Accents are stripped before lower-casing, in tokenizers' order.
         var s = String(String.UnicodeScalarView(out))
-        if lowercase { s = s.lowercased() }
         if stripAccents {
-            s = s.decomposedStringWithCanonicalMapping
-            return s.unicodeScalars.filter { $0.properties.generalCategory != .nonspacingMark }
+            s = String(String.UnicodeScalarView(s.decomposedStringWithCanonicalMapping.unicodeScalars.filter { !Self.isNonspacingMark($0) }))
         }
+        if lowercase { s = s.lowercased() }
         return Array(s.unicodeScalars)
     }
 
@@ -120,14 +120,28 @@ public struct WordPieceTokenizer: Sendable {
         return out
     }
 
+    // The character classes are those of tokenizers' BertNormalizer and BertPreTokenizer (Rust),
+    // which sentence-transformers runs, not those of the original Python BERT. Whitespace is
+    // Unicode's White_Space property (Rust's `char::is_whitespace`: U+2028 and U+2029 too, not
+    // only Zs). Control characters (Cc, Cf and private use), punctuation and nonspacing marks come
+    // from the `unicode_categories` crate, whose tables are Unicode 8.0's: a scalar assigned
+    // later is none of them, and the few whose category has changed since count as in 8.0.
+    // EncoderTests checks every code point against the tokenizers package.
+
     static func isWhitespace(_ s: Unicode.Scalar) -> Bool {
-        s == " " || s == "\t" || s == "\n" || s == "\r" || s.properties.generalCategory == .spaceSeparator
+        s == " " || s == "\t" || s == "\n" || s == "\r" || s.properties.isWhitespace
+    }
+
+    /// Assigned in Unicode 8.0 or before.
+    static func inUnicode8(_ s: Unicode.Scalar) -> Bool {
+        guard let age = s.properties.age else { return false }
+        return age.major < 8 || (age.major == 8 && age.minor == 0)
     }
 
     static func isControl(_ s: Unicode.Scalar) -> Bool {
         if s == "\t" || s == "\n" || s == "\r" { return false }
         switch s.properties.generalCategory {
-        case .control, .format: return true
+        case .control, .format, .privateUse, .surrogate: return inUnicode8(s)
         default: return false
         }
     }
@@ -135,17 +149,29 @@ public struct WordPieceTokenizer: Sendable {
     static func isPunctuation(_ s: Unicode.Scalar) -> Bool {
         let v = s.value
         if (33 ... 47).contains(v) || (58 ... 64).contains(v) || (91 ... 96).contains(v) || (123 ... 126).contains(v) { return true }
+        // Other punctuation (Po) in Unicode 8.0, a nonspacing mark and a symbol now.
+        if v == 0x111C9 || v == 0x166D { return true }
         switch s.properties.generalCategory {
         case .connectorPunctuation, .dashPunctuation, .openPunctuation, .closePunctuation,
-             .initialPunctuation, .finalPunctuation, .otherPunctuation: return true
+             .initialPunctuation, .finalPunctuation, .otherPunctuation: return inUnicode8(s)
         default: return false
         }
     }
 
+    /// What accent stripping removes after canonical decomposition: nonspacing marks (Mn).
+    static func isNonspacingMark(_ s: Unicode.Scalar) -> Bool {
+        switch s.value {
+        case 0x1171E, 0x1734: return true                       // Mn in 8.0, spacing marks now
+        case 0x111C9, 0x1885, 0x1886, 0xA9BD: return false      // Po, Lo, Lo and Mc in 8.0
+        default: return s.properties.generalCategory == .nonspacingMark && inUnicode8(s)
+        }
+    }
+
+    /// tokenizers' CJK ideograph ranges (its sixth starts at U+2B920, not BERT's U+2B820).
     static func isCJK(_ s: Unicode.Scalar) -> Bool {
         let v = s.value
         return (0x4E00 ... 0x9FFF).contains(v) || (0x3400 ... 0x4DBF).contains(v) || (0x20000 ... 0x2A6DF).contains(v)
-            || (0x2A700 ... 0x2B73F).contains(v) || (0x2B740 ... 0x2B81F).contains(v) || (0x2B820 ... 0x2CEAF).contains(v)
+            || (0x2A700 ... 0x2B73F).contains(v) || (0x2B740 ... 0x2B81F).contains(v) || (0x2B920 ... 0x2CEAF).contains(v)
             || (0xF900 ... 0xFAFF).contains(v) || (0x2F800 ... 0x2FA1F).contains(v)
     }
 }
