@@ -81,6 +81,9 @@ struct BenchCommand: ParsableCommand {
         if r < 1 { throw ValidationError("-r must be ≥ 1, got \(r)") }
         if !["md", "json", "csv"].contains(format) { throw ValidationError("--format must be md, json or csv, got '\(format)'") }
         if batchPrompt < 1 { throw ValidationError("--batch-prompt must be ≥ 1") }
+        if try !list(p, "-p").contains(where: { $0 > 0 }) && !list(n, "-n").contains(where: { $0 > 0 }) {
+            throw ValidationError("nothing to run: -p and -n are all 0 (give a prompt size or a number of tokens to generate)")
+        }
     }
 
     struct Record: Encodable {

@@ -125,12 +125,18 @@ struct SamplingOptions: ParsableArguments {
     static let chainHelp = "Sampler chain (llama.cpp's order): logit bias → repeat/frequency/presence penalties → top-k → top-p → min-p → temperature → draw (seeded). Temperature 0 is greedy."
 }
 
-/// Parses "1,2,3" into token ids.
+/// Parses "1,2,3" (or "1, 2, 3", or "1 2 3") into token ids. An empty item ("1,,2", a trailing
+/// comma) is an error naming its position, not silently dropped.
 func parseIds(_ s: String, option: String) throws -> [Int32] {
-    let parts = s.split(whereSeparator: { $0 == "," || $0 == " " })
-    guard !parts.isEmpty else { throw ValidationError("\(option) is empty") }
-    return try parts.map {
-        guard let v = Int32($0), v >= 0 else { throw ValidationError("\(option): '\($0)' is not a token id") }
+    let items = s.trimmingCharacters(in: .whitespaces).split(separator: ",", omittingEmptySubsequences: false)
+    let parts = items.flatMap { item -> [Substring] in
+        let words = item.split(separator: " ")
+        return words.isEmpty ? [""] : words
+    }
+    guard parts != [""] else { throw ValidationError("\(option) is empty") }
+    return try parts.enumerated().map { i, part in
+        guard !part.isEmpty else { throw ValidationError("\(option): item \(i + 1) is empty (two commas in a row, or one at an end)") }
+        guard let v = Int32(part), v >= 0 else { throw ValidationError("\(option): '\(part)' is not a token id") }
         return v
     }
 }

@@ -35,7 +35,7 @@ struct ProfileCommand: ParsableCommand {
         guard (1 ... 2).contains(names.count), names.allSatisfy({ Backend(rawValue: $0) != nil }), Set(names).count == names.count else {
             throw ValidationError("--backend must be simd, blas, naive, two of them comma-separated, or both, got '\(backend)'")
         }
-        if p < 1 { throw ValidationError("-p must be ≥ 1") }
+        if p < 1 || p > 1 << 16 { throw ValidationError("-p must be between 1 and 65536, got \(p)") }
         if n < 0 { throw ValidationError("-n must be ≥ 0") }
         if batch < 1 || batch > 256 { throw ValidationError("--batch must be between 1 and 256") }
     }
