@@ -17,8 +17,10 @@ struct StrataCommand: ParsableCommand {
     /// Usage errors (unknown flag, bad value) exit with 2, before any model is loaded; runtime
     /// errors (a corrupt model, a prompt too long) exit with 1. Both print one clear line.
     static func main() {
+        var parsed: ParsableCommand.Type?
         do {
             var command = try parseAsRoot()
+            parsed = type(of: command)
             if let serve = command as? AsyncParsableCommand {
                 try runAsync(serve)
             } else {
@@ -36,7 +38,14 @@ struct StrataCommand: ParsableCommand {
             let usage = code == .validationFailure || error is ValidationError
                 || String(describing: type(of: error)).contains("CommandError")
             if usage {
-                printErr(fullMessage(for: error))
+                if let parsed, parsed != Self.self, error is ValidationError {
+                    // A check in `run` (one that needs the model, such as a layer number): the
+                    // root's usage would be the wrong one, so point at the subcommand's help.
+                    let name = parsed.configuration.commandName ?? "\(parsed)"
+                    printErr("Error: \(error)\n  See 'strata \(name) --help' for more information.")
+                } else {
+                    printErr(fullMessage(for: error))
+                }
                 Foundation.exit(2)
             }
             printErr("error: \(error)")
