@@ -51,7 +51,7 @@ minilm: release
 # the server tests: the official `openai` client, pytest, and websocket-client (Chromium's DevTools).
 PY_PACKAGES := gguf==0.19.0 numpy openai pytest websocket-client tokenizers==0.23.3
 venv: deps
-	@[ -x $(PYTHON) ] && $(PYTHON) -c 'import gguf, numpy, openai, pytest, websocket, tokenizers' 2>/dev/null || { \
+	@[ -x $(PYTHON) ] && $(PYTHON) -c 'import gguf, numpy, openai, pytest, websocket, tokenizers, importlib.metadata as m; assert m.version("gguf") == "0.19.0" and m.version("tokenizers") == "0.23.3"' 2>/dev/null || { \
 		echo "venv: creating $(VENV) with $(PY_PACKAGES)"; \
 		{ [ -x $(PYTHON) ] || python3 -m venv $(VENV); } && $(VENV)/bin/pip install -q --disable-pip-version-check $(PY_PACKAGES); }
 

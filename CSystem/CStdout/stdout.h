@@ -5,7 +5,9 @@
 #define STRATA_STDOUT_H
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
+#include <unistd.h>
 
 /// Writes `n` bytes to standard output and flushes it (streamed text must show at once).
 /// Returns 0, or the errno of the failed write.
@@ -16,12 +18,16 @@ static inline int strata_stdout_write(const void *bytes, size_t n) {
 }
 
 /// Flushes standard output at the end of a command. Returns 0 when everything written to it
-/// (`print` included) reached the file; the errno of the failed flush; or -1 when an earlier write
-/// failed (stdio drops what it could not write and keeps only the error flag).
+/// (`print` included) reached the file; the errno of the failed flush; EPIPE when an earlier
+/// write failed and the output is a pipe nobody reads any more; or -1 for another earlier
+/// failure (stdio drops what it could not write and keeps only the error flag, not the errno).
 static inline int strata_stdout_finish(void) {
     errno = 0;
     if (fflush(stdout) != 0) return errno ? errno : EIO;
-    return ferror(stdout) ? -1 : 0;
+    if (!ferror(stdout)) return 0;
+    struct pollfd p = {STDOUT_FILENO, POLLOUT, 0};
+    if (poll(&p, 1, 0) == 1 && (p.revents & POLLERR)) return EPIPE;
+    return -1;
 }
 
 #endif

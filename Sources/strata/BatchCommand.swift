@@ -49,7 +49,7 @@ struct BatchCommand: ParsableCommand {
     }
 
     func run() throws {
-        let data = input == "-" ? FileHandle.standardInput.readDataToEndOfFile() : try Data(contentsOf: URL(fileURLWithPath: input))
+        let data = input == "-" ? try readStandardInput() : try Data(contentsOf: URL(fileURLWithPath: input))
         var jobs: BatchJobs
         do { jobs = try BatchJobs(data: data, shard: try shard.map(Self.parseShard)) } catch let e as BatchInputError { throw ValidationError(e.description) }
         let out = try BatchOutput(path: output)

@@ -42,8 +42,10 @@ struct BenchCommand: ParsableCommand {
 
     func list(_ s: String, _ name: String) throws -> [Int] {
         if s.isEmpty { return [] }
-        return try s.split(separator: ",").map {
-            guard let v = Int($0.trimmingCharacters(in: .whitespaces)), v >= 0 else { throw ValidationError("\(name): '\($0)' is not a non-negative integer") }
+        return try s.split(separator: ",", omittingEmptySubsequences: false).enumerated().map { i, item in
+            let t = item.trimmingCharacters(in: .whitespaces)
+            guard !t.isEmpty else { throw ValidationError("\(name): item \(i + 1) is empty (two commas in a row, or one at an end)") }
+            guard let v = Int(t), v >= 0 else { throw ValidationError("\(name): '\(t)' is not a non-negative integer") }
             return v
         }
     }

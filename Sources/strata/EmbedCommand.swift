@@ -49,7 +49,7 @@ struct EmbedCommand: ParsableCommand {
     func run() throws {
         var items: [(id: Any?, text: String)] = texts.map { (nil, $0) }
         if let input {
-            let data = input == "-" ? FileHandle.standardInput.readDataToEndOfFile() : try Data(contentsOf: URL(fileURLWithPath: input))
+            let data = input == "-" ? try readStandardInput() : try Data(contentsOf: URL(fileURLWithPath: input))
             for (i, raw) in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() {
                 if raw.allSatisfy({ $0 == 32 || $0 == 9 || $0 == 13 }) { continue }
                 guard let o = (try? JSONSerialization.jsonObject(with: Data(raw))) as? [String: Any], let t = o["text"] as? String else {

@@ -141,10 +141,29 @@ func parseIds(_ s: String, option: String) throws -> [Int32] {
     }
 }
 
+/// A runtime error of the command line: exit status 1 and its text.
+struct CommandFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// All of stdin. A failing read (stdin a directory, a device error) is an error saying why, not
+/// the trap of Foundation's `readDataToEndOfFile`.
+func readStandardInput() throws -> Data {
+    do {
+        return try FileHandle.standardInput.readToEnd() ?? Data()
+    } catch {
+        let ns = error as NSError
+        let posix = ns.domain == NSPOSIXErrorDomain ? ns : ns.userInfo[NSUnderlyingErrorKey] as? NSError
+        let why = posix.map { String(cString: strerror(Int32($0.code))) } ?? ns.localizedDescription
+        throw CommandFailure("cannot read standard input: \(why)")
+    }
+}
+
 /// Reads TEXT, or stdin when TEXT is "-".
 func readText(_ arg: String) throws -> String {
     guard arg == "-" else { return arg }
-    let data = FileHandle.standardInput.readDataToEndOfFile()
+    let data = try readStandardInput()
     guard let s = String(data: data, encoding: .utf8) else { throw ValidationError("stdin is not valid UTF-8") }
     return s
 }

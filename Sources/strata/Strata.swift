@@ -26,22 +26,27 @@ struct StrataCommand: ParsableCommand {
             } else {
                 try command.run()
             }
-            let e = strata_stdout_finish()
-            if e != 0 { outputFailed(e) }
-        } catch let error as CleanExit {
-            exit(withError: error)
+            checkStandardOutput()
         } catch let error as ExitCode {
+            if error == .success { checkStandardOutput() }
             exit(withError: error)
         } catch {
             let code = exitCode(for: error)
-            if code == .success { exit(withError: error) }
+            if code == .success {
+                // --help, --version: printed here (the text `exit(withError:)` would print), so
+                // that it is checked like any other output.
+                let text = fullMessage(for: error)
+                if !text.isEmpty { emit(text + "\n") }
+                checkStandardOutput()
+                Foundation.exit(0)
+            }
             let usage = code == .validationFailure || error is ValidationError
                 || String(describing: type(of: error)).contains("CommandError")
             if usage {
                 if let parsed, parsed != Self.self, error is ValidationError {
                     // A check in `run` (one that needs the model, such as a layer number): the
                     // root's usage would be the wrong one, so point at the subcommand's help.
-                    let name = parsed.configuration.commandName ?? "\(parsed)"
+                    let name = parsed._commandName
                     printErr("Error: \(error)\n  See 'strata \(name) --help' for more information.")
                 } else {
                     printErr(fullMessage(for: error))
@@ -70,6 +75,13 @@ func runAsync(_ command: AsyncParsableCommand) throws {
 }
 
 func printErr(_ s: String) { writeErr(s + "\n") }
+
+/// Flushes standard output before a successful exit; if anything written to it was lost, ends
+/// with `outputFailed` instead.
+func checkStandardOutput() {
+    let e = strata_stdout_finish()
+    if e != 0 { outputFailed(e) }
+}
 
 /// Writes to stderr; a failure is ignored (there is nowhere left to report it), never a trap.
 func writeErr(_ s: String) { try? FileHandle.standardError.write(contentsOf: Data(s.utf8)) }

@@ -108,6 +108,7 @@ enum CLI {
                      ["generate", "--top-k", "-3", "x"], ["generate", "--max-tokens", "0", "x"], ["next", "--steps", "0", "x"],
                      ["generate"], ["generate", "--prompt-ids", "1,x"], ["generate", "--prompt-ids", "1,,2"],
                      ["generate", "--prompt-ids", "1,2,"], ["bench", "-p", "0", "-n", "0"], ["profile", "-p", "65537"],
+                     ["bench", "-p", "128,,512"],
                      ["generate", "--ctx", "4194305", "x"], ["generate", "--threads", "1025", "x"],
                      ["generate", "--batch-tokens", "65537", "x"],
                      ["generate", "--weights", "f16", "x"], ["generate", "--activations", "int4", "x"],
@@ -117,6 +118,14 @@ enum CLI {
             let r = try CLI.run(args + ["--model", "/nonexistent.gguf"])
             #expect(r.status == 2, "\(args): status \(r.status), stderr \(r.stderr)")
             #expect(!r.stderr.isEmpty && !r.stderr.contains("nonexistent"), "\(args): \(r.stderr)")
+        }
+        // The message names what is wrong.
+        for (args, says) in [(["generate", "--prompt-ids", "1,,2"], "--prompt-ids: item 2 is empty"),
+                             (["bench", "-p", "128,,512"], "-p: item 2 is empty"),
+                             (["bench", "-p", "0", "-n", "0"], "nothing to run"),
+                             (["profile", "-p", "65537"], "-p must be between 1 and 65536")] {
+            let r = try CLI.run(args + ["--model", "/nonexistent.gguf"])
+            #expect(r.stderr.contains(says), "\(args): \(r.stderr)")
         }
     }
 
@@ -131,17 +140,20 @@ enum CLI {
     }
 
     /// Standard output on a full disk (/dev/full): exit status 1 and a line saying so, whether the
-    /// text was streamed (`generate`) or printed (`tokenize`, `generate --json`); never a trap,
-    /// never a success with the output lost. A reader that has gone away: the quiet status 141.
-    @Test(.enabled(if: FileManager.default.fileExists(atPath: "/dev/full")))
+    /// text was streamed (`generate`) or printed (`tokenize`, `generate --json`, `--help`); never a
+    /// trap, never a success with the output lost. A reader that has gone away, with SIGPIPE
+    /// ignored (as a parent may leave it; GNU env's --ignore-signal): the quiet status 141 a shell
+    /// gives a process SIGPIPE ended, streamed or printed. Stdin that cannot be read (a
+    /// directory): exit status 1 and why.
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: "/dev/full") && FileManager.default.fileExists(atPath: "/usr/bin/env")))
     func unwritableStandardOutputIsAnError() throws {
-        func run(_ args: [String], stdout: FileHandle) throws -> (status: Int32, signalled: Bool, stderr: String) {
+        func run(_ args: [String], stdout: FileHandle, stdin: FileHandle = FileHandle.nullDevice) throws -> (status: Int32, signalled: Bool, stderr: String) {
             let p = Process(), err = Pipe()
-            p.executableURL = URL(fileURLWithPath: CLI.binary)
-            p.arguments = args
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            p.arguments = ["--ignore-signal=PIPE", CLI.binary] + args
             p.standardOutput = stdout
             p.standardError = err
-            p.standardInput = FileHandle.nullDevice
+            p.standardInput = stdin
             try p.run()
             let e = err.fileHandleForReading.readDataToEndOfFile()
             p.waitUntilExit()
@@ -151,17 +163,26 @@ enum CLI {
         defer { try? full.close() }
         for args in [["generate", "--model", tinyPath, "--prompt-ids", "5,6,7", "--max-tokens", "4", "--ignore-eos"],
                      ["generate", "--model", tinyPath, "--prompt-ids", "5,6,7", "--max-tokens", "4", "--json"],
-                     ["tokenize", "--model", tinyPath, "the hello"]] {
+                     ["tokenize", "--model", tinyPath, "the hello"], ["generate", "--help"]] {
             let r = try run(args, stdout: full)
             #expect(!r.signalled && r.status == 1 && r.stderr.contains("cannot write to standard output") && r.stderr.contains("No space left"),
                     "\(args): status \(r.status), \(r.stderr)")
         }
-        let closed = Pipe()
-        try closed.fileHandleForReading.close()
-        let r = try run(["generate", "--model", tinyPath, "--prompt-ids", "5,6,7", "--max-tokens", "4", "--ignore-eos"],
-                        stdout: closed.fileHandleForWriting)
-        // SIGPIPE itself when the child inherits its default action, else the status a shell gives it.
-        #expect((r.signalled ? r.status == SIGPIPE : r.status == 128 + SIGPIPE) && r.stderr.isEmpty, "status \(r.status), \(r.stderr)")
+        for args in [["generate", "--model", tinyPath, "--prompt-ids", "5,6,7", "--max-tokens", "4", "--ignore-eos"],
+                     ["tokenize", "--model", tinyPath, "the hello"]] {
+            // A pipe whose read end is closed at once (a bare pipe, not Foundation's `Pipe`, which
+            // keeps both ends open until deallocated).
+            var fds: [Int32] = [0, 0]
+            try #require(pipe(&fds) == 0)
+            close(fds[0])
+            let writeEnd = FileHandle(fileDescriptor: fds[1], closeOnDealloc: true)
+            let r = try run(args, stdout: writeEnd)
+            #expect(!r.signalled && r.status == 128 + SIGPIPE && r.stderr.isEmpty, "\(args): status \(r.status), \(r.stderr)")
+        }
+        let directory = try #require(FileHandle(forReadingAtPath: NSTemporaryDirectory()))
+        defer { try? directory.close() }
+        let r = try run(["tokenize", "--model", tinyPath, "-"], stdout: FileHandle.nullDevice, stdin: directory)
+        #expect(!r.signalled && r.status == 1 && r.stderr.contains("cannot read standard input"), "status \(r.status), \(r.stderr)")
     }
 
     @Test func generateJSONWithPromptIds() throws {

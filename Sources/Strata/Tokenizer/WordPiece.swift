@@ -1,13 +1,16 @@
 import Foundation
 
 /// BERT's WordPiece tokenizer, read from a Hugging Face `tokenizer.json`: the BertNormalizer
-/// (clean text, spaces around CJK characters, lower-case, accents stripped when the file says so —
-/// by default whenever it lower-cases), the BertPreTokenizer (split at whitespace and around every
+/// (clean text, spaces around CJK characters, accents stripped when the file says so — by default
+/// whenever it lower-cases —, lower-case), the BertPreTokenizer (split at whitespace and around every
 /// punctuation character), then greedy longest-match WordPiece with `##` continuations and
 /// `[UNK]` for a word it cannot cover (or longer than `max_input_chars_per_word`), wrapped in
 /// `[CLS] … [SEP]` and truncated to `maxLength` tokens in all.
 public struct WordPieceTokenizer: Sendable {
     public let vocab: [String: Int32]
+    /// The vocabulary by UTF-8 bytes, for matching pieces: a `String` key would also match a
+    /// canonically equivalent spelling (é composed or decomposed), which tokenizers does not.
+    let idOfBytes: [[UInt8]: Int32]
     public let tokens: [String]
     let unk: Int32, cls: Int32, sep: Int32
     let prefix: String
@@ -30,6 +33,7 @@ public struct WordPieceTokenizer: Sendable {
         var tokens = [String](repeating: "", count: maxId + 1)
         for (k, id) in vocab { tokens[Int(id)] = k }
         self.vocab = vocab
+        idOfBytes = Dictionary(vocab.map { (Array($0.key.utf8), $0.value) }, uniquingKeysWith: { a, _ in a })
         self.tokens = tokens
         let unkToken = model["unk_token"] as? String ?? "[UNK]"
         guard let unk = vocab[unkToken], let cls = vocab["[CLS]"], let sep = vocab["[SEP]"] else { throw bad("vocab lacks [UNK], [CLS] or [SEP]") }
@@ -110,7 +114,7 @@ public struct WordPieceTokenizer: Sendable {
             while start < end {
                 var piece = String(String.UnicodeScalarView(chars[start ..< end]))
                 if start > 0 { piece = prefix + piece }
-                if let id = vocab[piece] { found = id; break }
+                if let id = idOfBytes[Array(piece.utf8)] { found = id; break }
                 end -= 1
             }
             guard let id = found else { return [unk] }
