@@ -14,8 +14,9 @@ struct StrataCommand: ParsableCommand {
                       PullCommand.self, ModelsCommand.self]
     )
 
-    /// Usage errors (unknown flag, bad value) exit with 2, before any model is loaded; runtime
-    /// errors (a corrupt model, a prompt too long) exit with 1. Both print one clear line.
+    /// Usage errors (unknown flag, bad value) exit with 2, before any model is loaded (or just
+    /// after, for values only the model can check); runtime errors (a corrupt model, a prompt too
+    /// long, output that cannot be written) exit with 1. Both print one clear line.
     static func main() {
         var parsed: ParsableCommand.Type?
         do {
