@@ -30,10 +30,9 @@ struct AttentionCommand: ParsableCommand {
 
     func layerList() throws -> [Int]? {
         guard let layer else { return nil }
-        let parts = layer.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
-        guard parts != [""] else { throw ValidationError("--layer needs at least one layer number") }
-        return try parts.enumerated().map { i, part in
-            guard !part.isEmpty else { throw ValidationError("--layer: item \(i + 1) is empty (two commas in a row, or one at an end)") }
+        let parts = try listItems(layer, option: "--layer")
+        guard !parts.isEmpty else { throw ValidationError("--layer needs at least one layer number") }
+        return try parts.map { part in
             guard let v = Int(part), v >= 0 else { throw ValidationError("--layer: '\(part)' is not a layer number") }
             return v
         }

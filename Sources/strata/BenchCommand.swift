@@ -41,10 +41,7 @@ struct BenchCommand: ParsableCommand {
     var format: String = "md"
 
     func list(_ s: String, _ name: String) throws -> [Int] {
-        if s.isEmpty { return [] }
-        return try s.split(separator: ",", omittingEmptySubsequences: false).enumerated().map { i, item in
-            let t = item.trimmingCharacters(in: .whitespaces)
-            guard !t.isEmpty else { throw ValidationError("\(name): item \(i + 1) is empty (two commas in a row, or one at an end)") }
+        try listItems(s, option: name).map { t in
             guard let v = Int(t), v >= 0 else { throw ValidationError("\(name): '\(t)' is not a non-negative integer") }
             return v
         }

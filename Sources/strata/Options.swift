@@ -125,17 +125,27 @@ struct SamplingOptions: ParsableArguments {
     static let chainHelp = "Sampler chain (llama.cpp's order): logit bias → repeat/frequency/presence penalties → top-k → top-p → min-p → temperature → draw (seeded). Temperature 0 is greedy."
 }
 
-/// Parses "1,2,3" (or "1, 2, 3", or "1 2 3") into token ids. An empty item ("1,,2", a trailing
-/// comma) is an error naming its position, not silently dropped.
-func parseIds(_ s: String, option: String) throws -> [Int32] {
-    let items = s.trimmingCharacters(in: .whitespaces).split(separator: ",", omittingEmptySubsequences: false)
-    let parts = items.flatMap { item -> [Substring] in
-        let words = item.split(separator: " ")
+/// The items of a comma-separated option value, trimmed (with `spaces`, spaces separate items
+/// too). An empty item ("1,,2", a trailing comma) is an error naming its position, not dropped;
+/// an empty value gives no items.
+func listItems(_ s: String, option: String, spaces: Bool = false) throws -> [Substring] {
+    let t = s.trimmingCharacters(in: .whitespaces)
+    if t.isEmpty { return [] }
+    let items = t.split(separator: ",", omittingEmptySubsequences: false).flatMap { item -> [Substring] in
+        let words = spaces ? item.split(separator: " ") : [Substring(item.trimmingCharacters(in: .whitespaces))]
         return words.isEmpty ? [""] : words
     }
-    guard parts != [""] else { throw ValidationError("\(option) is empty") }
-    return try parts.enumerated().map { i, part in
-        guard !part.isEmpty else { throw ValidationError("\(option): item \(i + 1) is empty (two commas in a row, or one at an end)") }
+    if let i = items.firstIndex(where: \.isEmpty) {
+        throw ValidationError("\(option): item \(i + 1) is empty (two commas in a row, or one at an end)")
+    }
+    return items
+}
+
+/// Parses "1,2,3" (or "1, 2, 3", or "1 2 3") into token ids.
+func parseIds(_ s: String, option: String) throws -> [Int32] {
+    let parts = try listItems(s, option: option, spaces: true)
+    guard !parts.isEmpty else { throw ValidationError("\(option) is empty") }
+    return try parts.map { part in
         guard let v = Int32(part), v >= 0 else { throw ValidationError("\(option): '\(part)' is not a token id") }
         return v
     }

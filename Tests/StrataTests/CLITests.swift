@@ -73,7 +73,7 @@ enum CLI {
         let doc = try XMLDocument(contentsOf: URL(fileURLWithPath: svg))
         #expect(doc.rootElement()?.name == "svg")
         #expect(try doc.nodes(forXPath: "//*[local-name()='g'][@class='heatmap']").count == 2 * 4)
-        for bad in [["--layer", "2"], ["--head", "4"], ["--layer", "x"]] {
+        for bad in [["--layer", "2"], ["--head", "4"], ["--layer", "x"], ["--layer", "0,,1"]] {
             let r = try CLI.run(["attention", "--model", tinyPath, "--prompt-ids", ids] + bad)
             // Checked once the model is loaded (its layer and head counts), still a usage error
             // that names the option and points at this subcommand's help, not the root's.
