@@ -47,26 +47,9 @@ struct BenchCommand: ParsableCommand {
         }
     }
 
-    var backends: [Backend] { get throws {
-        try backend.split(separator: ",").map {
-            guard let b = Backend(rawValue: String($0)) else { throw ValidationError("--backend: '\($0)' is not simd, blas or naive") }
-            return b
-        }
-    } }
-
-    var weightModes: [WeightsMode] { get throws {
-        try weights.split(separator: ",").map {
-            guard let w = WeightsMode(rawValue: String($0)) else { throw ValidationError("--weights: '\($0)' is not native or f32") }
-            return w
-        }
-    } }
-
-    var activationModes: [ActivationMode] { get throws {
-        try activations.split(separator: ",").map {
-            guard let a = ActivationMode(rawValue: String($0)) else { throw ValidationError("--activations: '\($0)' is not f32, q24 or q8") }
-            return a
-        }
-    } }
+    var backends: [Backend] { get throws { try listCases(backend, option: "--backend") } }
+    var weightModes: [WeightsMode] { get throws { try listCases(weights, option: "--weights") } }
+    var activationModes: [ActivationMode] { get throws { try listCases(activations, option: "--activations") } }
 
     func validate() throws {
         if try backends.isEmpty { throw ValidationError("--backend needs at least one of simd, blas, naive") }
@@ -76,7 +59,6 @@ struct BenchCommand: ParsableCommand {
         if try list(p, "-p").contains(where: { $0 > 1 << 16 }) || list(n, "-n").contains(where: { $0 > 1 << 20 }) || list(batch, "--batch").contains(where: { $0 > 4096 }) || batchPrompt > 1 << 16 {
             throw ValidationError("-p and --batch-prompt must be at most 65536, -n at most 1048576, --batch at most 4096")
         }
-        _ = try list(batch, "--batch"); _ = try list(p, "-p"); _ = try list(n, "-n")
         if r < 1 { throw ValidationError("-r must be ≥ 1, got \(r)") }
         if !["md", "json", "csv"].contains(format) { throw ValidationError("--format must be md, json or csv, got '\(format)'") }
         if batchPrompt < 1 { throw ValidationError("--batch-prompt must be ≥ 1") }

@@ -141,6 +141,17 @@ func listItems(_ s: String, option: String, spaces: Bool = false) throws -> [Sub
     return items
 }
 
+/// The cases of `T` a comma-separated option names (`--backend simd,blas`), by `listItems`.
+func listCases<T: RawRepresentable & CaseIterable>(_ s: String, option: String) throws -> [T] where T.RawValue == String {
+    try listItems(s, option: option).map { item in
+        guard let v = T(rawValue: String(item)) else {
+            let names = T.allCases.map(\.rawValue)
+            throw ValidationError("\(option): '\(item)' is not \(names.dropLast().joined(separator: ", ")) or \(names.last ?? "")")
+        }
+        return v
+    }
+}
+
 /// Parses "1,2,3" (or "1, 2, 3", or "1 2 3") into token ids.
 func parseIds(_ s: String, option: String) throws -> [Int32] {
     let parts = try listItems(s, option: option, spaces: true)

@@ -28,10 +28,11 @@ struct ProfileCommand: ParsableCommand {
     @Option(help: "Write an SVG chart here.")
     var svg: String?
 
-    var backends: [Backend] { backend == "both" ? [.blas, .naive] : backend.split(separator: ",").compactMap { Backend(rawValue: String($0)) } }
+    /// The backends `validate` accepted.
+    var backends: [Backend] { backend == "both" ? [.blas, .naive] : ((try? listCases(backend, option: "--backend")) ?? []) }
 
     func validate() throws {
-        let names = backend == "both" ? ["blas", "naive"] : backend.split(separator: ",").map(String.init)
+        let names = backend == "both" ? ["blas", "naive"] : try listItems(backend, option: "--backend").map(String.init)
         guard (1 ... 2).contains(names.count), names.allSatisfy({ Backend(rawValue: $0) != nil }), Set(names).count == names.count else {
             throw ValidationError("--backend must be simd, blas, naive, two of them comma-separated, or both, got '\(backend)'")
         }

@@ -108,7 +108,8 @@ enum CLI {
                      ["generate", "--top-k", "-3", "x"], ["generate", "--max-tokens", "0", "x"], ["next", "--steps", "0", "x"],
                      ["generate"], ["generate", "--prompt-ids", "1,x"], ["generate", "--prompt-ids", "1,,2"],
                      ["generate", "--prompt-ids", "1,2,"], ["bench", "-p", "0", "-n", "0"], ["profile", "-p", "65537"],
-                     ["bench", "-p", "128,,512"],
+                     ["bench", "-p", "128,,512"], ["bench", "--backend", "simd,,blas"], ["bench", "--weights", "native,f16"],
+                     ["profile", "--backend", "simd,"],
                      ["generate", "--ctx", "4194305", "x"], ["generate", "--threads", "1025", "x"],
                      ["generate", "--batch-tokens", "65537", "x"],
                      ["generate", "--weights", "f16", "x"], ["generate", "--activations", "int4", "x"],
@@ -122,6 +123,9 @@ enum CLI {
         // The message names what is wrong.
         for (args, says) in [(["generate", "--prompt-ids", "1,,2"], "--prompt-ids: item 2 is empty"),
                              (["bench", "-p", "128,,512"], "-p: item 2 is empty"),
+                             (["bench", "--backend", "simd,,blas"], "--backend: item 2 is empty"),
+                             (["bench", "--weights", "native,f16"], "--weights: 'f16' is not native or f32"),
+                             (["profile", "--backend", "simd,"], "--backend: item 2 is empty"),
                              (["bench", "-p", "0", "-n", "0"], "nothing to run"),
                              (["profile", "-p", "65537"], "-p must be between 1 and 65536")] {
             let r = try CLI.run(args + ["--model", "/nonexistent.gguf"])
