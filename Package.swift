@@ -43,6 +43,8 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
         // HTTP header names for the server's responses (Hummingbird's own HTTP types).
         .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
+        // NIOCore's ByteBuffer and NIOHTTP1's parser errors, which Hummingbird hands through.
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.65.0"),
         // Structured request logs on stderr.
         .package(url: "https://github.com/apple/swift-log", from: "1.5.0"),
         // Counters, gauges and histograms, exported in Prometheus's text format at /metrics.
@@ -82,6 +84,8 @@ let package = Package(
                 "Strata",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

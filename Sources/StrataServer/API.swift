@@ -323,6 +323,8 @@ final class API: Sendable {
             try await writer.write(ByteBuffer(string: "data: " + JSON.string(header.chunk(choices: [choice])) + "\n\n"))
         }
         var firsts = Array(repeating: UInt64(0), count: n)
+        // Characters of each choice's text sent so far (completions' `text_offset`).
+        var sent = Array(repeating: echo?.unicodeScalars.count ?? 0, count: n)
         var results: [GenerationResult] = []
         for i in 0 ..< n {
             if kind == .chat { try await send(i, text: "", role: true) } else if let echo { try await send(i, text: echo) }
@@ -336,7 +338,8 @@ final class API: Sendable {
                 switch event {
                 case let .token(t):
                     if t.token >= 0 && firsts[i] == 0 { firsts[i] = DispatchTime.now().uptimeNanoseconds }
-                    let lp: Any = t.token >= 0 && !t.logprob.isNaN ? logprobsJSON(kind, [t]) : NSNull()
+                    let lp: Any = t.token >= 0 && !t.logprob.isNaN ? logprobsJSON(kind, [t], offset: sent[i]) : NSNull()
+                    sent[i] += t.text.unicodeScalars.count
                     guard !t.text.isEmpty || !(lp is NSNull) else { continue }
                     try await send(i, text: t.text, logprobs: lp)
                 case let .finished(r):
@@ -390,7 +393,8 @@ final class API: Sendable {
 
     private func choiceJSON(_ kind: Kind, index: Int, output o: ChoiceOutput, echo: String?) -> [String: Any] {
         let reason = o.result.map { finishReason($0.finishReason) } ?? "stop"
-        let lp: Any = o.tokens.first.map { $0.logprob.isNaN } == false ? logprobsJSON(kind, o.tokens) : NSNull()
+        let lp: Any = o.tokens.first.map { $0.logprob.isNaN } == false
+            ? logprobsJSON(kind, o.tokens, offset: echo?.unicodeScalars.count ?? 0) : NSNull()
         if kind == .chat {
             return ["index": index, "message": ["role": "assistant", "content": o.text], "logprobs": lp, "finish_reason": reason]
         }
@@ -398,23 +402,27 @@ final class API: Sendable {
     }
 
     /// OpenAI's logprobs objects: chat's `{"content": [{token, logprob, bytes, top_logprobs}]}`,
-    /// completions' `{tokens, token_logprobs, top_logprobs, text_offset}`.
-    private func logprobsJSON(_ kind: Kind, _ tokens: [TokenEvent]) -> Any {
+    /// completions' `{tokens, token_logprobs, top_logprobs, text_offset}`, where `text_offset` counts
+    /// characters (Unicode scalars, as Python's indices do) into the choice's whole `text` from
+    /// `offset`, the characters before the first of `tokens` (the echoed prompt, earlier chunks).
+    private func logprobsJSON(_ kind: Kind, _ tokens: [TokenEvent], offset start: Int = 0) -> Any {
         guard let tokenizer = state.engine?.engine.tokenizer else { return NSNull() }
         if kind == .chat {
             let content: [[String: Any]] = tokens.map { t in
-                let piece = tokenizer.piece(t.token)
-                return ["token": piece, "logprob": JSON.number(t.logprob), "bytes": Array(piece.utf8).map(Int.init),
-                        "top_logprobs": t.top.map { a -> [String: Any] in
-                            let p = tokenizer.piece(a.id)
-                            return ["token": p, "logprob": JSON.number(a.logprob), "bytes": Array(p.utf8).map(Int.init)]
-                        }]
+                // `bytes` are the token's own bytes, also where it holds only part of a character
+                // (its `token` text then shows U+FFFD): what the field is there for.
+                ["token": tokenizer.piece(t.token), "logprob": JSON.number(t.logprob),
+                 "bytes": tokenizer.bytes(of: t.token, special: true).map(Int.init),
+                 "top_logprobs": t.top.map { a -> [String: Any] in
+                     ["token": tokenizer.piece(a.id), "logprob": JSON.number(a.logprob),
+                      "bytes": tokenizer.bytes(of: a.id, special: true).map(Int.init)]
+                 }]
             }
             return ["content": content, "refusal": NSNull()]
         }
-        var offset = 0
+        var offset = start
         var offsets: [Int] = []
-        for t in tokens { offsets.append(offset); offset += t.text.utf8.count }
+        for t in tokens { offsets.append(offset); offset += t.text.unicodeScalars.count }
         return ["tokens": tokens.map { tokenizer.piece($0.token) }, "token_logprobs": tokens.map { JSON.number($0.logprob) },
                 "top_logprobs": tokens.map { t in Dictionary(t.top.map { (tokenizer.piece($0.id), JSON.number($0.logprob)) }, uniquingKeysWith: { a, _ in a }) },
                 "text_offset": offsets]
@@ -468,6 +476,10 @@ final class API: Sendable {
 
     /// The request body, at most `maxBodyBytes` (413 beyond).
     private func body(_ request: inout Request) async throws -> Data {
+        // The 413 comes once the limit is read, not on a declared length alone: an answer before
+        // the body is in makes NIO close the connection, and a client still sending (most do not
+        // read until they have sent) would see a broken pipe instead. One that stops sending is
+        // closed by the idle timeout.
         do {
             let buffer = try await request.collectBody(upTo: options.maxBodyBytes)
             return Data(buffer.readableBytesView)

@@ -53,6 +53,8 @@ func decodeBody<T: Decodable>(_ type: T.Type, from data: Data) throws -> T {
         return try JSONDecoder().decode(T.self, from: data)
     } catch let e as APIError {
         throw e
+    } catch let DecodingError.typeMismatch(_, c) where c.codingPath.isEmpty {
+        throw APIError.invalid("the request body must be a JSON object", param: nil)
     } catch let DecodingError.typeMismatch(expected, c) {
         throw APIError.invalid("'\(path(c.codingPath))' has the wrong type: expected \(describe(expected))", param: path(c.codingPath))
     } catch let DecodingError.valueNotFound(expected, c) {
@@ -61,7 +63,15 @@ func decodeBody<T: Decodable>(_ type: T.Type, from data: Data) throws -> T {
         let p = path(c.codingPath + [key])
         throw APIError.invalid("'\(p)' is required", param: p)
     } catch let DecodingError.dataCorrupted(c) {
-        if c.codingPath.isEmpty { throw APIError.invalid("the request body is not valid JSON", param: nil, code: "invalid_json") }
+        if c.codingPath.isEmpty {
+            // The decoder gives no field for a number that does not fit its field (1.5 or 1e30
+            // for an integer): the body is valid JSON then, and the message is what can be said.
+            if (try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])) == nil {
+                throw APIError.invalid("the request body is not valid JSON", param: nil, code: "invalid_json")
+            }
+            throw APIError.invalid("a number in the request body does not fit its field: an integer field (max_tokens, n, seed, top_k, …) "
+                                   + "given a fraction, or a number beyond the field's range", param: nil)
+        }
         throw APIError.invalid("'\(path(c.codingPath))': \(c.debugDescription)", param: path(c.codingPath))
     } catch {
         throw APIError.invalid("the request body cannot be read: \(error)", param: nil)

@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
+import NIOHTTP1
 import ServiceLifecycle
 import Strata
 
@@ -32,6 +33,9 @@ public struct ServerOptions: Sendable {
     public var maxBodyBytes = 8 << 20
     /// After SIGTERM/SIGINT, how long running requests may take to finish before they are cancelled.
     public var gracePeriod: Duration = .seconds(10)
+    /// A connection silent this long while the server waits for a request (or the rest of one)
+    /// is closed.
+    public var idleTimeout: Duration = .seconds(60)
 
     public init(modelPath: String) {
         self.modelPath = modelPath
@@ -68,8 +72,13 @@ public enum StrataServer {
         let router = Router(context: BasicRequestContext.self)
         router.add(middleware: APIMiddleware(apiKey: options.apiKey, metrics: metrics, logger: logger))
         api.addRoutes(to: router)
+        // A connection that sends nothing for `idleTimeout` — between requests, or stalled inside
+        // a request's head or body — is closed; one waiting for its answer is not.
+        let idle = TimeAmount.nanoseconds(Int64(options.idleTimeout.components.seconds) * 1_000_000_000
+                                          + options.idleTimeout.components.attoseconds / 1_000_000_000)
         let app = Application(
             router: router,
+            server: .http1(configuration: .init(idleTimeout: idle)),
             configuration: .init(address: .hostname(options.host, port: options.port), serverName: "strata"),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? options.port
@@ -205,11 +214,22 @@ struct APIMiddleware: RouterMiddleware {
                 let type = code == 404 ? "not_found_error" : "invalid_request_error"
                 let message = code == 413 ? "the request body is too large" : (e.body ?? e.status.reasonPhrase)
                 response = APIError(status: code, message: message, type: type, param: nil, code: nil).response
+            } catch let e as HTTPParserError {
+                // A body cut short (the connection's sending side closed before Content-Length
+                // bytes) or otherwise broken HTTP: the request's fault.
+                var err = APIError.invalid("the request is malformed or incomplete: \(e)", param: nil, code: "invalid_http")
+                err.headers.append(("Connection", "close"))
+                response = err.response
             } catch is CancellationError {
-                // The client went away before its answer (nginx's 499: client closed request).
+                // The client closed its side of the connection before its answer (nginx's 499:
+                // client closed request). Usually it is gone; one that only half-closed and
+                // still reads gets this error object.
                 if isAPI { metrics.request(status: 499) }
                 context.logger.info("\(request.method) \(path): the client closed the connection")
-                throw CancellationError()
+                var err = APIError(status: 499, message: "the request was cancelled: the client closed its side of the connection before the answer",
+                                   type: "invalid_request_error", param: nil, code: "client_closed_request")
+                err.headers.append(("Connection", "close"))
+                return err.response
             } catch {
                 logger.error("internal error on \(path): \(error)")
                 response = APIError(status: 500, message: "internal error: \(error)", type: "server_error", param: nil, code: nil).response

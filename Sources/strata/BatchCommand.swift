@@ -38,10 +38,15 @@ struct BatchCommand: ParsableCommand {
         if parallel < 1 || parallel > 1024 { throw ValidationError("--parallel must be between 1 and 1024, got \(parallel)") }
         if let s = shard { _ = try Self.parseShard(s) }
         if input != "-" && !FileManager.default.fileExists(atPath: input) { throw ValidationError("--input '\(input)' does not exist") }
+        if let t = chatTemplate { do { _ = try ChatTemplate.named(t) } catch { throw ValidationError("\(error)") } }
+        var a = stat(), b = stat()
+        if input != "-", stat(input, &a) == 0, stat(output, &b) == 0, a.st_dev == b.st_dev, a.st_ino == b.st_ino {
+            throw ValidationError("--output '\(output)' is the input file; results go to a file of their own")
+        }
     }
 
     static func parseShard(_ s: String) throws -> (Int, Int) {
-        let parts = s.split(separator: "/")
+        let parts = s.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count == 2, let i = Int(parts[0]), let n = Int(parts[1]), n >= 1, i >= 0, i < n else {
             throw ValidationError("--shard must be 'i/n' with 0 ≤ i < n, got '\(s)'")
         }
@@ -137,45 +142,54 @@ final class BatchOutput {
         // Lock first, then read and repair: a second job on the same file must be refused before
         // it touches a byte the first one wrote.
         let fd = open(path, (regular ? O_RDWR | O_CREAT : O_WRONLY) | O_APPEND | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw ValidationError("cannot open --output '\(path)': \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw CommandFailure("cannot open --output '\(path)': \(String(cString: strerror(errno)))") }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             close(fd)
-            throw ValidationError("--output '\(path)' is locked by another strata batch job")
+            throw CommandFailure("--output '\(path)' is locked by another strata batch job")
         }
         let h = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
         handle = h
         guard regular else { return }
         let bytes = [UInt8]((try? h.readToEnd()) ?? Data())
-        var start = 0, lineNumber = 0, parsed = 0, bad: [Int] = []
+        var start = 0, lineNumber = 0, ours = 0, others = 0, bad: [Int] = []
         while let nl = bytes[start...].firstIndex(of: UInt8(ascii: "\n")) {
             lineNumber += 1
             let line = Data(bytes[start ..< nl])
             start = nl + 1
             if line.allSatisfy({ $0 == 32 || $0 == 9 || $0 == 13 }) { continue }
             guard let o = (try? JSONSerialization.jsonObject(with: line)) as? [String: Any] else { bad.append(lineNumber); continue }
-            parsed += 1
+            if BatchJobs.isOutputRecord(o) { ours += 1 } else { others += 1 }
             if let k = BatchJobs.doneKey(o) { done.insert(k) }
         }
         let tail = Data(bytes[start...])
-        let tailRecord = (try? JSONSerialization.jsonObject(with: tail)) as? [String: Any]
+        let tailObject = (try? JSONSerialization.jsonObject(with: tail)) as? [String: Any]
+        let tailRecord = tailObject.flatMap { BatchJobs.isOutputRecord($0) ? $0 : nil }
         let tailBlank = tail.allSatisfy { $0 == 32 || $0 == 9 || $0 == 13 }
-        // Nothing in the file is a record of ours, and it is not a torn first record (which starts
-        // with "{"): some other file, which appending to (or trimming) would damage.
-        if parsed == 0 && tailRecord == nil && (!bad.isEmpty || (!tailBlank && tail.first != UInt8(ascii: "{"))) {
-            throw ValidationError("--output '\(path)' exists and is not the JSONL output of strata batch (no line is a JSON object); refusing to append to it")
+        // A last line cut mid-write. In a file of ours, any unfinished object; in one with no
+        // record yet, only the start of a record as written (sorted keys: one of these two).
+        let torn = !tailBlank && tailObject == nil && tail.first == UInt8(ascii: "{")
+            && (ours > 0 || ["{\"completion_tokens\":", "{\"error\":"].contains { p in
+                let n = min(tail.count, p.utf8.count)
+                return tail.prefix(n).elementsEqual(p.utf8.prefix(n))
+            })
+        // No line in the file is a record of ours and its last line is not a torn one: some other
+        // file (the input, a config file), which appending to or trimming would damage.
+        if ours == 0 && tailRecord == nil && (!bad.isEmpty || others > 0 || tailObject != nil || (!tailBlank && !torn)) {
+            throw ValidationError("--output '\(path)' exists and is not the JSONL output of strata batch (no line is a result or error record); refusing to touch it")
         }
         for n in bad { printErr("batch: line \(n) of \(path) is not a JSON object; left as it is (its input line will be redone)") }
-        if !tail.isEmpty {
-            // The last line has no newline: a complete record is kept (its newline added), a torn
-            // one removed.
-            if let o = tailRecord {
-                if let k = BatchJobs.doneKey(o) { done.insert(k) }
-                try h.write(contentsOf: Data([UInt8(ascii: "\n")]))
-            } else if !tailBlank {
+        if !tailBlank {
+            // The last line has no newline. A torn record of ours (a kill or power loss mid-write)
+            // is removed; anything else is kept, its newline added.
+            if torn {
                 printErr("batch: removing an incomplete last line from \(path) (\(bytes.count - start) bytes); it will be redone")
                 guard ftruncate(fd, off_t(start)) == 0 else {
-                    throw ValidationError("cannot trim the torn last line of --output '\(path)': \(String(cString: strerror(errno)))")
+                    throw CommandFailure("cannot trim the torn last line of --output '\(path)': \(String(cString: strerror(errno)))")
                 }
+            } else {
+                if let o = tailObject, let k = BatchJobs.doneKey(o) { done.insert(k) }
+                if tailObject == nil { printErr("batch: line \(lineNumber + 1) of \(path) is not a JSON object; left as it is (its input line will be redone)") }
+                try h.write(contentsOf: Data([UInt8(ascii: "\n")]))
             }
         }
     }

@@ -37,7 +37,7 @@ struct ProfileCommand: ParsableCommand {
             throw ValidationError("--backend must be simd, blas, naive, two of them comma-separated, or both, got '\(backend)'")
         }
         if p < 1 || p > 1 << 16 { throw ValidationError("-p must be between 1 and 65536, got \(p)") }
-        if n < 0 { throw ValidationError("-n must be ≥ 0") }
+        if n < 0 || n > 1 << 20 { throw ValidationError("-n must be between 0 and 1048576, got \(n)") }
         if batch < 1 || batch > 256 { throw ValidationError("--batch must be between 1 and 256") }
     }
 

@@ -37,6 +37,8 @@ struct ServeCommand: AsyncParsableCommand {
     var maxBody = 8 << 20
     @Option(help: "Seconds running requests may take to finish after SIGTERM/SIGINT before they are cancelled.")
     var grace = 10.0
+    @Option(name: .customLong("idle-timeout"), help: "Seconds a connection may stay silent while a request (or the rest of one) is awaited before it is closed.")
+    var idleTimeout = 60.0
     @Option(name: .customLong("log-level"), help: "trace, debug, info (one line per request), notice, warning, error.")
     var logLevel = "info"
 
@@ -46,6 +48,7 @@ struct ServeCommand: AsyncParsableCommand {
         guard (0 ... 1 << 20).contains(queue) else { throw ValidationError("--queue must be between 0 and 1048576, got \(queue)") }
         guard maxBody >= 1024 else { throw ValidationError("--max-body must be at least 1024 bytes, got \(maxBody)") }
         guard grace.isFinite, grace >= 0, grace <= 86400 else { throw ValidationError("--grace must be between 0 and 86400 seconds") }
+        guard idleTimeout.isFinite, idleTimeout >= 0.1, idleTimeout <= 86400 else { throw ValidationError("--idle-timeout must be between 0.1 and 86400 seconds") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical") }
         if let t = chatTemplate { do { _ = try ChatTemplate.named(t) } catch { throw ValidationError("\(error)") } }
         if let k = apiKey, k.isEmpty { throw ValidationError("--api-key is empty") }
@@ -70,6 +73,7 @@ struct ServeCommand: AsyncParsableCommand {
         options.apiKey = apiKey ?? ProcessInfo.processInfo.environment["STRATA_API_KEY"].flatMap { $0.isEmpty ? nil : $0 }
         options.maxBodyBytes = maxBody
         options.gracePeriod = .milliseconds(Int64(grace * 1000))
+        options.idleTimeout = .milliseconds(Int64(idleTimeout * 1000))
         let level = Logger.Level(rawValue: logLevel) ?? .info
         LoggingSystem.bootstrap { label in
             var h = StreamLogHandler.standardError(label: label)

@@ -122,16 +122,26 @@ struct InfoCommand: ParsableCommand {
             // The KV cache and activations from a context's own sizing (a naive context: nothing is
             // packed or touched), the packed weights from their layout.
             let m = try Model(path: path, weights: weights)
-            let context = try InferenceContext(model: m, options: ContextOptions(backend: .naive, contextLength: ctx))
-            let vectors = m.weights.vectors.reduce(0) { $0 + $1.count * 4 }
-            let resident = m.packedWeightBytes() + vectors + (weights == .f32 ? m.weights.bytes - vectors : 0)
-            print("a context (simd, --weights \(weights), 1 slot × \(context.contextLength) positions) holds:")
-            print("  weights resident  \(formatBytes(resident).leftPad(10))  (\(weights == .native ? "panels of the file's blocks; the mapped pages are released" : "float32, and the simd backend's packed copy"))")
-            print("  KV cache          \(formatBytes(context.kvCacheBytes).leftPad(10))  (--cache-type f32; f16: \(formatBytes(context.kvCacheBytes / 2)); reserved, memory only for the positions written)")
-            print("  activations       \(formatBytes(context.scratchBytes).leftPad(10))  (as naive/blas size them, score matrix included)")
+            do {
+                try describeContext(m)
+            } catch let InferenceError.outOfMemory(needed, available, detail) {
+                // Too large for this machine: say what it would take instead of failing.
+                print("a context (1 slot × \(ctx ?? c.contextLength) positions) would need \(formatBytes(needed)) (\(detail)), more than the \(formatBytes(available)) available here; pass a smaller --ctx")
+            }
         }
         print("OpenBLAS core: \(MachineInfo.openBLASCore) (OPENBLAS_CORETYPE=\(MachineInfo.openBLASCoreType))")
         if let warning = MachineInfo.openBLASWarning() { print(warning) }
+    }
+
+    /// What a context of `--ctx` positions on `m` holds (weights, KV cache, activations).
+    private func describeContext(_ m: Model) throws {
+        let context = try InferenceContext(model: m, options: ContextOptions(backend: .naive, contextLength: ctx))
+        let vectors = m.weights.vectors.reduce(0) { $0 + $1.count * 4 }
+        let resident = m.packedWeightBytes() + vectors + (weights == .f32 ? m.weights.bytes - vectors : 0)
+        print("a context (simd, --weights \(weights), 1 slot × \(context.contextLength) positions) holds:")
+        print("  weights resident  \(formatBytes(resident).leftPad(10))  (\(weights == .native ? "panels of the file's blocks; the mapped pages are released" : "float32, and the simd backend's packed copy"))")
+        print("  KV cache          \(formatBytes(context.kvCacheBytes).leftPad(10))  (--cache-type f32; f16: \(formatBytes(context.kvCacheBytes / 2)); reserved, memory only for the positions written)")
+        print("  activations       \(formatBytes(context.scratchBytes).leftPad(10))  (as naive/blas size them, score matrix included)")
     }
 
     func short(_ v: GGUFValue) -> String {

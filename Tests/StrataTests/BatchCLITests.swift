@@ -150,7 +150,7 @@ import Testing
         let out = TempFiles.directory + "/notes-\(UUID()).txt"
         try "my notes\nmore notes\n".write(toFile: out, atomically: true, encoding: .utf8)
         let r = try CLI.run(["batch", "--model", tinyPath, "--input", try input(lines(2, maxTokens: 2)), "--output", out])
-        #expect(r.status == 2 && r.stderr.contains("refusing to append"), "\(r.stderr)")
+        #expect(r.status == 2 && r.stderr.contains("refusing to touch it"), "\(r.stderr)")
         #expect(try String(contentsOfFile: out, encoding: .utf8) == "my notes\nmore notes\n")
     }
 
@@ -162,7 +162,7 @@ import Testing
         defer { close(fd) }
         #expect(flock(fd, LOCK_EX | LOCK_NB) == 0)
         let r = try CLI.run(["batch", "--model", tinyPath, "--input", try input(lines(2, maxTokens: 2)), "--output", out])
-        #expect(r.status == 2 && r.stderr.contains("locked by another"), "\(r.stderr)")
+        #expect(r.status == 1 && r.stderr.contains("locked by another"), "\(r.stderr)")
     }
 
     /// A job refused by the lock must not repair the file first: a torn last line that the running
@@ -175,14 +175,15 @@ import Testing
         defer { close(fd) }
         #expect(flock(fd, LOCK_EX | LOCK_NB) == 0)
         let r = try CLI.run(["batch", "--model", tinyPath, "--input", try input(lines(2, maxTokens: 2)), "--output", out])
-        #expect(r.status == 2 && r.stderr.contains("locked by another"), "\(r.stderr)")
+        #expect(r.status == 1 && r.stderr.contains("locked by another"), "\(r.stderr)")
         #expect(Array(FileManager.default.contents(atPath: out) ?? Data()) == content)
     }
 
     /// Some other file given as --output — with or without a final newline — is refused and kept
     /// byte for byte; an empty one and a torn first record are ours to use.
     @Test func aForeignOutputWithoutNewlineIsKept() throws {
-        for text in ["notes", "notes\nmore notes", "[1, 2, 3]"] {
+        for text in ["notes", "notes\nmore notes", "[1, 2, 3]", "{name: \"x\", debug: true}", "{\"id\": \"a\", \"prompt\": \"Hi\"}",
+                     "{\"id\": \"a\", \"prompt\": \"Hi\"}\n{\"id\": \"b\", \"prompt\": \"Yo\"}\n"] {
             let out = TempFiles.directory + "/foreign-\(UUID()).txt"
             FileManager.default.createFile(atPath: out, contents: Data(text.utf8))
             let r = try CLI.run(["batch", "--model", tinyPath, "--backend", "naive", "--input", try input(lines(1, maxTokens: 2)), "--output", out])
@@ -190,10 +191,41 @@ import Testing
             #expect(String(decoding: FileManager.default.contents(atPath: out) ?? Data(), as: UTF8.self) == text)
         }
         let torn = TempFiles.directory + "/torn-first-\(UUID()).jsonl"
-        FileManager.default.createFile(atPath: torn, contents: Data("{\"id\": \"job-0\", \"te".utf8))
+        FileManager.default.createFile(atPath: torn, contents: Data("{\"completion_tokens\":2,\"finish_reason\":\"len".utf8))
         let r = try CLI.run(["batch", "--model", tinyPath, "--backend", "naive", "--input", try input(lines(1, maxTokens: 2)), "--output", torn])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(try outputLines(torn).count == 1)
+    }
+
+    /// The input given as the output too is refused before anything runs, and the file is kept.
+    @Test func theInputAsOutputIsRefused() throws {
+        let inPath = try input(lines(2, maxTokens: 2))
+        let before = FileManager.default.contents(atPath: inPath)
+        let r = try CLI.run(["batch", "--model", tinyPath, "--input", inPath, "--output", inPath])
+        #expect(r.status == 2 && r.stderr.contains("is the input file"), "\(r.stderr)")
+        #expect(FileManager.default.contents(atPath: inPath) == before)
+    }
+
+    /// A line that is not UTF-8 gets an error record (its prompt is never "repaired"); ids that
+    /// differ only by Unicode normalisation are two ids, both run, and a rerun redoes neither.
+    @Test func invalidUTF8AndLookAlikeIds() throws {
+        var bytes = Array("{\"id\": \"latin1\", \"prompt\": \"caf".utf8) + [0xE9] + Array(" au lait\"}\n".utf8)
+        bytes += Array("{\"id\": \"caf\u{E9}\", \"prompt\": \"a\", \"max_tokens\": 2}\n".utf8)
+        bytes += Array("{\"id\": \"cafe\u{301}\", \"prompt\": \"b\", \"max_tokens\": 2}\n".utf8)
+        let inPath = try TempFiles.write(bytes, name: "mixed.jsonl")
+        let out = TempFiles.directory + "/mixed-\(UUID()).jsonl"
+        let args = ["batch", "--model", tinyPath, "--backend", "naive", "--input", inPath, "--output", out]
+        let r = try CLI.run(args)
+        #expect(r.status == 0, "\(r.stderr)")
+        let o = try outputLines(out)
+        #expect(o.count == 3)
+        let bad = try #require(o.first { ($0["id"] as? String) == "latin1" })
+        #expect((bad["error"] as? String)?.contains("not valid UTF-8 (byte 32 of the line)") == true, "\(bad)")
+        let ids = o.compactMap { $0["text"] != nil ? $0["id"] as? String : nil }
+        #expect(Set(ids.map { Array($0.unicodeScalars) }) == [Array("caf\u{E9}".unicodeScalars), Array("cafe\u{301}".unicodeScalars)])
+        let again = try CLI.run(args)
+        #expect(again.status == 0 && again.stderr.contains("nothing to do"), "\(again.stderr)")
+        #expect(try outputLines(out).count == 3)
     }
 
     /// Ids must be strings or integers; any other id gives an error record with the id exactly as

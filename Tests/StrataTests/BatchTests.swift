@@ -101,20 +101,27 @@ import Testing
             alone.append(r.ids)
             margins.append(steps)
         }
+        // simd (the default, which the single runs used): batched ≡ single, so every id matches,
+        // near-ties included, whatever the parallelism and chunking.
         for (parallel, batchTokens) in [(1, 512), (4, 512), (16, 512), (16, 24)] {
             let batch = try runner.runBatch(model, tokenizer: tok, prompts: prompts, params: params, parallel: parallel,
-                                            batchTokens: batchTokens, backend: .blas, ctx: 128)
-            var exact = 0
+                                            batchTokens: batchTokens, backend: .simd, ctx: 128)
             for i in prompts.indices {
-                let got = try #require(batch["r\(i)"]).ids
-                // BLAS rounds a row differently in a 16-row GEMM than in a 1-row GEMV (~1e-5 in the
-                // logits), so ids are compared up to the first near-tie (top-2 gap < 1e-3) of the
-                // single-sequence run; in practice they match throughout.
-                let upTo = margins[i].firstIndex { $0 < 1e-3 } ?? got.count
-                #expect(Array(got.prefix(upTo)) == Array(alone[i].prefix(upTo)), "prompt \(i), parallel \(parallel), batch tokens \(batchTokens)")
-                if got == alone[i] { exact += 1 }
+                #expect(try #require(batch["r\(i)"]).ids == alone[i], "simd: prompt \(i), parallel \(parallel), batch tokens \(batchTokens)")
             }
-            print("real batch: parallel \(parallel), batch tokens \(batchTokens): \(exact)/\(prompts.count) sequences identical to the single-sequence ids")
         }
+        // blas against the simd single runs: another backend, whose GEMM rounds a row differently
+        // in a 16-row step than in a 1-row GEMV (~1e-5 in the logits), so ids are compared up to
+        // the first near-tie (top-2 gap < 1e-3).
+        let batch = try runner.runBatch(model, tokenizer: tok, prompts: prompts, params: params, parallel: 16,
+                                        batchTokens: 24, backend: .blas, ctx: 128)
+        var compared = 0
+        for i in prompts.indices {
+            let got = try #require(batch["r\(i)"]).ids
+            let upTo = margins[i].firstIndex { $0 < 1e-3 } ?? got.count
+            compared += upTo
+            #expect(Array(got.prefix(upTo)) == Array(alone[i].prefix(upTo)), "blas: prompt \(i)")
+        }
+        #expect(compared >= prompts.count * 16, "only \(compared) ids before near-ties: the comparison says little")
     }
 }

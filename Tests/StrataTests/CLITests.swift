@@ -114,7 +114,10 @@ enum CLI {
                      ["generate", "--batch-tokens", "65537", "x"],
                      ["generate", "--weights", "f16", "x"], ["generate", "--activations", "int4", "x"],
                      ["bench", "--weights", ","], ["bench", "--activations", "q4"], ["bench", "--activations", "q24,q16"],
-                     ["profile", "--activations", "q 24"], ["info", "--ctx", "0"]] {
+                     ["profile", "--activations", "q 24"], ["info", "--ctx", "0"],
+                     ["profile", "-n", "9223372036854775807"], ["bench", "--threads", ""],
+                     ["batch", "--input", "/dev/null", "--output", "/tmp/x.jsonl", "--chat-template", "bogus"],
+                     ["batch", "--input", "/dev/null", "--output", "/tmp/x.jsonl", "--shard", "1/2/"]] {
             // A model path that does not exist proves the check comes before loading.
             let r = try CLI.run(args + ["--model", "/nonexistent.gguf"])
             #expect(r.status == 2, "\(args): status \(r.status), stderr \(r.stderr)")
@@ -127,7 +130,10 @@ enum CLI {
                              (["bench", "--weights", "native,f16"], "--weights: 'f16' is not native or f32"),
                              (["profile", "--backend", "simd,"], "--backend: item 2 is empty"),
                              (["bench", "-p", "0", "-n", "0"], "nothing to run"),
-                             (["profile", "-p", "65537"], "-p must be between 1 and 65536")] {
+                             (["profile", "-p", "65537"], "-p must be between 1 and 65536"),
+                             (["profile", "-n", "9223372036854775807"], "-n must be between 0 and 1048576"),
+                             (["bench", "--threads", ""], "--threads needs at least one value"),
+                             (["batch", "--input", "/dev/null", "--output", "/tmp/x.jsonl", "--shard", "1/2/"], "--shard must be 'i/n'")] {
             let r = try CLI.run(args + ["--model", "/nonexistent.gguf"])
             #expect(r.stderr.contains(says), "\(args): \(r.stderr)")
         }
@@ -141,6 +147,18 @@ enum CLI {
         #expect(bad.status == 1 && bad.stderr.contains("not a GGUF file"), "\(bad.stderr)")
         let long = try CLI.run(["generate", "--model", tinyPath, "--ctx", "4", "--prompt-ids", "1,2,3,4,5"])
         #expect(long.status == 1 && long.stderr.contains("longer than the context"), "\(long.stderr)")
+        // An output that cannot be created is a runtime error (1), not a usage one.
+        let input = try TempFiles.write(Array("{\"id\": 1, \"prompt\": \"x\"}\n".utf8), name: "one.jsonl")
+        let nowhere = try CLI.run(["batch", "--model", tinyPath, "--input", input, "--output", "/nonexistent-dir/out.jsonl"])
+        #expect(nowhere.status == 1 && nowhere.stderr.contains("cannot open --output '/nonexistent-dir/out.jsonl'"), "\(nowhere.stderr)")
+    }
+
+    /// `info` reports what a context too large for the machine would need rather than failing.
+    @Test func infoSaysWhatAHugeContextWouldNeed() throws {
+        let r = try CLI.run(["info", "--model", RealModel.path, "--ctx", "4194304"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("positions) would need") && r.stdout.contains("pass a smaller --ctx"), "\(r.stdout)")
+        #expect(r.stdout.contains("OpenBLAS core"))
     }
 
     /// Standard output on a full disk (/dev/full): exit status 1 and a line saying so, whether the

@@ -94,8 +94,22 @@ import Testing
             let want = (c["top20"] as! [[Double]]).map { (Int($0[0]), $0[1]) }
             let top = logits.indices.max { logits[$0] < logits[$1] }!
             #expect(top == want[0].0, "\(backend): top id for \(c["prompt"]!)")
-            let worst = want.map { abs(Double(logits[$0.0]) - $0.1) }.max()!
+            let worst = want.map { abs(Double(logits[$0.0]) - $0.1) }.maxOrNaN()!
             #expect(worst <= 5e-3, "\(backend): max top-20 logit difference \(worst) for \(c["prompt"]!)")
+        }
+    }
+
+    /// The default path on the file's K-quant blocks (Q4_K, Q6_K, Q5_0, Q8_0) unpacks them to
+    /// exactly the floats the f32 path dequantizes at load, with the same operation order: on simd
+    /// the logits are the f32 path's bit for bit (which the test above checks against llama.cpp).
+    @Test func nativeLogitsAreTheF32PathsBitForBit() throws {
+        let native = try context(try model()), f32 = try context(try model(f32: true))
+        let cases = try Self.lines("logits.jsonl").filter { RealModel.ids($0["prompt_ids"]).count <= 64 }
+        #expect(cases.count >= 3)
+        for c in cases {
+            native.resetAll(); f32.resetAll()
+            try native.prefill(RealModel.ids(c["prompt_ids"])); try f32.prefill(RealModel.ids(c["prompt_ids"]))
+            #expect(native.logits(row: 0).map(\.bitPattern) == f32.logits(row: 0).map(\.bitPattern), "\(c["prompt"]!)")
         }
     }
 

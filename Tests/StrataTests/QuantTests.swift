@@ -109,7 +109,7 @@ import Testing
     /// within that of the 24-bit rounding (half of max|x| / (127 · 254²) per value) plus float
     /// rounding. Row counts and widths that are not multiples of the blocks or panels, threads 1
     /// and 2.
-    @Test(arguments: [GGMLType.q4_1, .q8_0, .q4_0, .q5_0, .q4_K, .q5_K, .q6_K, .f16, .q2_K, .q3_K])
+    @Test(arguments: [GGMLType.q4_1, .q8_0, .q4_0, .q5_0, .q5_1, .q4_K, .q5_K, .q6_K, .f16, .bf16, .q2_K, .q3_K])
     func quantizedMatmulEqualsFloat(type: GGMLType) {
         let qk = type.blockLayout.elements
         let cols = qk == 256 ? 512 : 96, rows = 45
@@ -130,7 +130,7 @@ import Testing
                     Kernels.matmul(backend, a: a, weight: q, c: cq, m: m, threads: threads, activations: act)
                     Kernels.matmul(backend, a: a, weight: f, c: cf, m: m, threads: threads)
                     if backend == .blas {
-                        let err = zip(cq.array(), cf.array()).map { abs($0 - $1) }.max()!
+                        let err = zip(cq.array(), cf.array()).map { abs($0 - $1) }.maxOrNaN()!
                         #expect(err < 1e-4, "\(type) blas m=\(m): max difference \(err)")
                     } else if backend == .simd && integer && act != .f32 {
                         // Each activation is off by at most half a step: max |x| of its block / 254
@@ -144,13 +144,13 @@ import Testing
                             for j in 0 ..< rows {
                                 var bound = 0.0, magnitude = 0.0
                                 for b in 0 ..< cols / 32 {
-                                    let amax = (0 ..< 32).map { abs(Double(av[r * cols + 32 * b + $0])) }.max()!
+                                    let amax = (0 ..< 32).map { abs(Double(av[r * cols + 32 * b + $0])) }.maxOrNaN()!
                                     for p in 32 * b ..< 32 * b + 32 {
                                         bound += abs(Double(values[j * cols + p])) * amax * step
                                         magnitude += abs(Double(values[j * cols + p]) * Double(av[r * cols + p]))
                                     }
                                 }
-                                if abs(Double(cq[r * rows + j]) - Double(cf[r * rows + j])) > 1.01 * bound + slack * magnitude + floor { bad += 1 }
+                                if !(abs(Double(cq[r * rows + j]) - Double(cf[r * rows + j])) <= 1.01 * bound + slack * magnitude + floor) { bad += 1 }
                             }
                         }
                         #expect(bad == 0, "\(type) simd \(act) m=\(m) threads=\(threads): \(bad) outputs outside the quantization bound")
@@ -202,10 +202,10 @@ import Testing
                 var worst = 0.0
                 for (i, blk) in q24.enumerated() {
                     let planes = withUnsafeBytes(of: blk.q) { Array($0.bindMemory(to: Int8.self)) }
-                    let amax = (0 ..< 32).map { abs(Double(a[32 * i + $0])) }.max()!
+                    let amax = (0 ..< 32).map { abs(Double(a[32 * i + $0])) }.maxOrNaN()!
                     for v in 0 ..< 32 {
                         xt[32 * i + v] = Double(blk.d) * (Double(planes[v]) + Double(planes[32 + v]) / 254 + Double(planes[64 + v]) / 64516)
-                        worst = max(worst, abs(xt[32 * i + v] - Double(a[32 * i + v])) / amax)
+                        worst = worse(worst, abs(xt[32 * i + v] - Double(a[32 * i + v])) / amax)
                     }
                 }
                 #expect(worst <= 1.0 / (127 * 2 * 64516) * 1.001, "24-bit blocks off by \(worst) of max |x|")
@@ -224,7 +224,7 @@ import Testing
                             want += Double(w[j * cols + p]) * x
                             magnitude += abs(Double(w[j * cols + p]) * x) + 2 * abs(minimum(j, p / 32) * x)
                         }
-                        if abs(Double(d1[r * rows + j]) - want) > 2e-6 * magnitude { off += 1 }
+                        if !(abs(Double(d1[r * rows + j]) - want) <= 2e-6 * magnitude) { off += 1 }
                     }
                 }
                 #expect(off == 0, "q24 \(type) [\(rows)×\(cols)] m=\(m): \(off) outputs off the 24-bit blocks' exact product")
@@ -353,14 +353,14 @@ import Testing
                 // 24-bit blocks hold 1 exactly (127 · (1/127)): within float rounding of the value.
                 Kernels.matmul(.simd, a: eye, weight: w, c: out, m: cols, activations: .q24)
                 bad = 0
-                let top = want.map(abs).max()!
-                for p in 0 ..< cols { for r in 0 ..< rows where abs(out[p * rows + r] - want[r * cols + p]) > 1e-6 * abs(want[r * cols + p]) + 1e-7 * top { bad += 1 } }
+                let top = want.map(abs).maxOrNaN()!
+                for p in 0 ..< cols { for r in 0 ..< rows where !(abs(out[p * rows + r] - want[r * cols + p]) <= 1e-6 * abs(want[r * cols + p]) + 1e-7 * top) { bad += 1 } }
                 #expect(bad == 0, "\(name): \(bad) values differ through the 24-bit integer kernel")
                 Kernels.matmul(.simd, a: eye, weight: w, c: out, m: cols, activations: .q8)
                 bad = 0
                 // q·d and the minimum may nearly cancel: the error is relative to the terms' size.
-                let scale = want.map(abs).max()!
-                for p in 0 ..< cols { for r in 0 ..< rows where abs(out[p * rows + r] - want[r * cols + p]) > 1e-3 * abs(want[r * cols + p]) + 2e-4 * scale { bad += 1 } }
+                let scale = want.map(abs).maxOrNaN()!
+                for p in 0 ..< cols { for r in 0 ..< rows where !(abs(out[p * rows + r] - want[r * cols + p]) <= 1e-3 * abs(want[r * cols + p]) + 2e-4 * scale) { bad += 1 } }
                 #expect(bad == 0, "\(name): \(bad) values differ through the integer kernel")
             }
         }

@@ -66,7 +66,7 @@ import Testing
             let ours = logits.indices.sorted { logits[$0] > logits[$1] }
             #expect(ours[0] == want[0].0, "\(label) top id for \(c["prompt"]!)")
             var worst = 0.0
-            for (id, l) in want { worst = max(worst, abs(Double(logits[id]) - l)) }
+            for (id, l) in want { worst = worse(worst, abs(Double(logits[id]) - l)) }
             #expect(worst <= ref.logitTolerance, "\(label): max logit difference \(worst) against \(ref.file) for \(c["prompt"]!)")
             if ref.logitTolerance < 0.01 { #expect(Set(ours.prefix(20)) == Set(want.map(\.0)), "\(label) top-20 ids for \(c["prompt"]!)") }
         }
@@ -134,7 +134,7 @@ import Testing
                     for (q, row) in rows.enumerated() {
                         let mine = got[h][q]
                         #expect(abs(mine.prefix(T).reduce(0, +) - 1) < 1e-5 && mine[(q + 1)...].allSatisfy { $0 == 0 }, "layer \(layer) head \(h) row \(q)")
-                        for (k, p) in row.enumerated() { worst = max(worst, abs(Double(mine[k]) - p)) }
+                        for (k, p) in row.enumerated() { worst = worse(worst, abs(Double(mine[k]) - p)) }
                     }
                 }
             }
@@ -189,7 +189,7 @@ import Testing
             if backend == .simd {
                 #expect(a.map(\.bitPattern) == b.map(\.bitPattern), "native vs f32 logits for \(c["prompt"]!)")
             } else {
-                let d = zip(a, b).map { abs($0 - $1) }.max()!
+                let d = zip(a, b).map { abs($0 - $1) }.maxOrNaN()!
                 #expect(d <= 1e-4, "native vs f32 max logit difference \(d)")
             }
         }
@@ -229,7 +229,7 @@ import Testing
             #expect(logits.map(\.bitPattern) == single.logits(row: 0).map(\.bitPattern), "q8 prefill in one step vs token by token")
             let want = (c["top20"] as! [[Double]]).map { (Int($0[0]), $0[1]) }
             var worst = 0.0
-            for (id, l) in want { worst = max(worst, abs(Double(logits[id]) - l)) }
+            for (id, l) in want { worst = worse(worst, abs(Double(logits[id]) - l)) }
             #expect(worst <= 1.0, "q8: max logit difference \(worst) against llama.cpp's quantized path for \(c["prompt"]!)")
             if (c["margins"] as! [Double])[0] >= 1.0 {
                 #expect(logits.indices.max { logits[$0] < logits[$1] } == want[0].0, "q8 top id for \(c["prompt"]!)")
@@ -242,8 +242,8 @@ import Testing
             let llama = Dictionary(want, uniquingKeysWith: { a, _ in a })
             let shared = reference.filter { llama[$0.0] != nil }
             try #require(shared.count >= 15, "the two references share \(shared.count) of their top-20 ids")
-            strataFromFloat.append(shared.map { abs(Double(logits[$0.0]) - $0.1) }.max() ?? .infinity)
-            llamaFromFloat.append(shared.map { abs(llama[$0.0]! - $0.1) }.max() ?? 0)
+            strataFromFloat.append(shared.map { abs(Double(logits[$0.0]) - $0.1) }.maxOrNaN() ?? .infinity)
+            llamaFromFloat.append(shared.map { abs(llama[$0.0]! - $0.1) }.maxOrNaN() ?? 0)
         }
         let mean = { (v: [Double]) in v.reduce(0, +) / Double(v.count) }
         #expect(!strataFromFloat.isEmpty && mean(strataFromFloat) <= 1.25 * mean(llamaFromFloat),
@@ -278,7 +278,7 @@ import Testing
             blas.resetAll(); naive.resetAll()
             try blas.prefill(ids); try naive.prefill(ids)
             let a = blas.logits(row: 0), b = naive.logits(row: 0)
-            let d = zip(a, b).map { abs($0 - $1) }.max()!
+            let d = zip(a, b).map { abs($0 - $1) }.maxOrNaN()!
             #expect(d <= 1e-3, "BLAS vs naive max logit difference \(d)")
         }
     }

@@ -1,6 +1,7 @@
 """`strata serve` through the official `openai` Python client, over real loopback sockets."""
 import base64
 import json
+import re
 import struct
 import signal
 import socket
@@ -130,6 +131,102 @@ def test_malformed_requests_get_clear_errors(server):
         s.sendall(b"\x00\x01 NOT HTTP\r\n\r\n")
         s.recv(1024)
     assert server.get("/health")[0] == 200
+
+
+def raw_exchange(port, data, half_close=False, timeout=10):
+    """Sends `data` on a new loopback connection (then closes the sending side with `half_close`)
+    and reads until the server closes or `timeout`: (status, body) of the answer, or (None, b"")."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        if half_close:
+            s.shutdown(socket.SHUT_WR)
+        got = b""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                break
+            if not chunk:
+                break
+            got += chunk
+            head, sep, rest = got.partition(b"\r\n\r\n")
+            m = sep and re.search(rb"content-length: *(\d+)", head, re.I)
+            if m and len(rest) >= int(m.group(1)):
+                break
+    if not got:
+        return None, b""
+    head, _, rest = got.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), rest
+
+
+def test_cut_short_oversized_and_odd_bodies_get_clear_errors(server):
+    # A body cut short (the client's sending side closes before Content-Length bytes): 400, not 500.
+    status, body = raw_exchange(server.port, b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                                b"Content-Length: 100\r\n\r\n{\"prompt\":", half_close=True)
+    assert status == 400 and json.loads(body)["error"]["code"] == "invalid_http", body
+    # Valid JSON whose number does not fit its field is not called invalid JSON.
+    status, body, _ = server.post("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1.5})
+    err = json.loads(body)["error"]
+    assert status == 400 and err["code"] != "invalid_json" and "does not fit its field" in err["message"], body
+    # A body that is JSON but not an object.
+    status, body, _ = server.post("/v1/chat/completions", b"[]")
+    err = json.loads(body)["error"]
+    assert status == 400 and err["param"] is None and "JSON object" in err["message"], body
+    # A client that half-closes after a complete plain request counts as gone, and reads why.
+    req = json.dumps({"prompt": "Once upon a time", "max_tokens": 400, "temperature": 0, "ignore_eos": True}).encode()
+    status, body = raw_exchange(server.port, b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                                b"Content-Length: %d\r\n\r\n" % len(req) + req, half_close=True, timeout=30)
+    assert status == 499 and json.loads(body)["error"]["code"] == "client_closed_request", body
+    server.wait_for("strata_requests_processing", 0, 5, "the half-closed request kept decoding")
+    assert server.get("/health")[0] == 200
+
+
+def test_idle_connections_are_closed_but_not_while_answering():
+    s = Server("--parallel", "1", "--ctx", "512", "--idle-timeout", "0.5")
+    try:
+        # A head that never ends: the server closes the connection after about half a second.
+        t = time.time()
+        status, _ = raw_exchange(s.port, b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n", timeout=10)
+        assert status is None and time.time() - t < 5
+        # A body that stops coming (a huge declared length, one byte sent): closed the same way.
+        t = time.time()
+        status, _ = raw_exchange(s.port, b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                                 b"Content-Length: 99999999999\r\n\r\n{", timeout=10)
+        assert status is None and time.time() - t < 5
+        # A request whose answer takes longer than the timeout still gets it.
+        t = time.time()
+        status, body, _ = s.post("/v1/completions", {"prompt": "Once upon a time", "max_tokens": 200, "temperature": 0, "ignore_eos": True})
+        assert status == 200 and json.loads(body)["usage"]["completion_tokens"] == 200
+        print(f"a 200-token answer took {time.time() - t:.2f} s against a 0.5 s idle timeout")
+    finally:
+        assert s.stop() == 0, "".join(s.log[-20:])
+
+
+def test_logprob_bytes_and_text_offsets(server):
+    c = client(server)
+    # A token holding part of a character: its bytes are its own, not U+FFFD's.
+    emoji = "\U0001F600"
+    ids = json.loads(server.post("/tokenize", {"content": emoji})[1])["tokens"]
+    assert len(ids) > 1, "the emoji is one token: pick another"
+    r = c.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}], temperature=0, max_tokens=len(ids),
+                                  logprobs=True, logit_bias={str(i): 100 for i in ids[:1]})
+    first = r.choices[0].logprobs.content[0]
+    assert bytes(first.bytes) == emoji.encode()[:len(first.bytes)] and first.bytes != [0xEF, 0xBF, 0xBD], first
+    # Completions' text_offset counts characters into the returned text, echoed prompt included.
+    prompt = "Caf\u00e9 au lait, s'il vous pla\u00eet:"
+    r = c.completions.create(model="m", prompt=prompt, max_tokens=6, temperature=0, logprobs=2, echo=True)
+    text, lp = r.choices[0].text, r.choices[0].logprobs
+    assert text.startswith(prompt) and lp.text_offset[0] == len(prompt)
+    ends = lp.text_offset[1:] + [len(text)]
+    pieces = [text[a:b] for a, b in zip(lp.text_offset, ends)]
+    assert "".join(pieces) == text[len(prompt):]
+    # The same offsets when streamed.
+    streamed = []
+    for chunk in c.completions.create(model="m", prompt=prompt, max_tokens=6, temperature=0, logprobs=2, echo=True, stream=True):
+        if chunk.choices and chunk.choices[0].logprobs:
+            streamed += chunk.choices[0].logprobs.text_offset
+    assert streamed == lp.text_offset
 
 
 def test_max_tokens_beyond_the_room_left_ends_with_length(server):

@@ -122,7 +122,9 @@ public struct BatchJobs: @unchecked Sendable {
         var firstLine: [String: Int] = [:]
         for (index, raw) in lines.enumerated() {
             let number = index + 1
-            let text = String(decoding: raw, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            // Invalid UTF-8 is not repaired (that would change the prompt): the line gets an error record.
+            let valid = String(validating: raw, as: UTF8.self)
+            let text = (valid ?? String(decoding: raw, as: UTF8.self)).trimmingCharacters(in: .whitespacesAndNewlines)
             if text.isEmpty { continue }
             // Every line's id is checked for duplicates, the other shards' too (each shard of a
             // job sees the same input, so a duplicate anywhere would be written twice).
@@ -133,7 +135,7 @@ public struct BatchJobs: @unchecked Sendable {
             var parseError: String?
             if let o = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] {
                 object = o
-                if let s = o["id"] as? String { key = "s:" + s; idValue = s }
+                if let s = o["id"] as? String { key = Self.key(s); idValue = s }
                 else if let n = o["id"] as? NSNumber, Self.isInteger(n) { key = Self.key(n); idValue = n }
                 else if let bad = o["id"] {
                     // null, a boolean, a fraction, an array or an object: an error record that gives
@@ -148,6 +150,10 @@ public struct BatchJobs: @unchecked Sendable {
                 if o["id"] == nil { parseError = "line \(number): missing 'id'" }
             } else {
                 parseError = "line \(number): not a JSON object"
+            }
+            if valid == nil {
+                // The id, read from the line with its bad bytes replaced, still names the record.
+                parseError = "line \(number): not valid UTF-8 (byte \(Self.firstInvalidUTF8(raw) + 1) of the line); the input must be UTF-8"
             }
             guard mine else { continue }
             let job = BatchJob(line: number, key: key, idValue: idValue, lineHash: BatchJob.hash(text), object: object, parseError: parseError)
@@ -164,6 +170,19 @@ public struct BatchJobs: @unchecked Sendable {
         return true
     }
 
+    /// The key of a string id: its exact UTF-8 bytes (Swift's `String` equality would make
+    /// "café" with a precomposed é and with e + U+0301 one id).
+    public static func key(_ s: String) -> String {
+        "s:" + s.utf8.map { String($0, radix: 16) }.joined(separator: ".")
+    }
+
+    /// The offset of the first byte that does not belong to valid UTF-8.
+    static func firstInvalidUTF8(_ bytes: some Collection<UInt8>) -> Int {
+        var offset = 0, it = bytes.makeIterator(), decoder = UTF8()
+        while case let .scalarValue(u) = decoder.decode(&it) { offset += UTF8.width(u) }
+        return offset
+    }
+
     /// The key of an integer id, the same however the number was written (7, 7.0, 7e0).
     public static func key(_ n: NSNumber) -> String {
         let type = String(cString: n.objCType)
@@ -173,11 +192,19 @@ public struct BatchJobs: @unchecked Sendable {
     /// The key an output record is remembered by on resume: its id's key, or for an error record
     /// without a usable id, its line number together with that line's hash (so editing the input
     /// never makes a resumed job skip a line it has not handled).
+    /// Only the two kinds of record `strata batch` writes count (`text` or `error` beside the id):
+    /// an input line given as output is no finished work.
     public static func doneKey(_ o: [String: Any]) -> String? {
-        if let s = o["id"] as? String { return "s:" + s }
+        guard isOutputRecord(o) else { return nil }
+        if let s = o["id"] as? String { return key(s) }
         if let n = o["id"] as? NSNumber, isInteger(n) { return key(n) }
         if let l = o["line"] as? Int, let h = o["line_hash"] as? String { return "#line\(l):\(h)" }
         return nil
+    }
+
+    /// A result (`id`, `text`, `finish_reason`) or an error record (`id`, `line`, `error`).
+    public static func isOutputRecord(_ o: [String: Any]) -> Bool {
+        o["id"] != nil && ((o["text"] is String && o["finish_reason"] is String) || (o["error"] is String && o["line"] is Int))
     }
 
     /// Drops the jobs already handled: those whose `doneKey` is in `done`.
