@@ -55,6 +55,11 @@ final class ServerState: @unchecked Sendable {
     var encoder: SentenceEncoder? { lock.lock(); defer { lock.unlock() }; return _ready ? _encoder : nil }
     var ready: Bool { lock.lock(); defer { lock.unlock() }; return _ready }
     func set(_ e: BatchEngine, encoder: SentenceEncoder?) { lock.lock(); _engine = e; _encoder = encoder; _ready = true; lock.unlock() }
+    /// Set once SIGTERM/SIGINT has begun the graceful stop: a request cancelled from then on was
+    /// cancelled by the server (its grace period ran out), not by its client.
+    private var _stopping = false
+    var stopping: Bool { lock.lock(); defer { lock.unlock() }; return _stopping }
+    func setStopping() { lock.lock(); _stopping = true; lock.unlock() }
     /// Embeddings run one request at a time on their own thread (the encoder allocates per batch).
     let encoderQueue = DispatchQueue(label: "strata.serve.embeddings")
 }
@@ -70,7 +75,7 @@ public enum StrataServer {
         let metrics = ServerMetrics()
         let api = API(options: options, state: state, metrics: metrics, logger: logger)
         let router = Router(context: BasicRequestContext.self)
-        router.add(middleware: APIMiddleware(apiKey: options.apiKey, metrics: metrics, logger: logger))
+        router.add(middleware: APIMiddleware(apiKey: options.apiKey, state: state, metrics: metrics, logger: logger))
         api.addRoutes(to: router)
         // A connection that sends nothing for `idleTimeout` — between requests, or stalled inside
         // a request's head or body — is closed; one waiting for its answer is not.
@@ -156,6 +161,7 @@ struct ModelLoader: Service {
         let c = engine.engine.context
         logger.notice("model \(options.modelID) ready in \(String(format: "%.2f", Date().timeIntervalSince(started))) s: \(options.parallel) slots × \(c.contextLength) positions, queue \(options.queue), backend \(c.backend), \(c.threads) threads, KV cache \(formatBytes(c.kvCacheBytes)) (\(c.cacheType))")
         try? await gracefulShutdown()
+        state.setStopping()
     }
 }
 
@@ -189,6 +195,7 @@ final class OnceContinuation<T: Sendable>: @unchecked Sendable {
 struct APIMiddleware: RouterMiddleware {
     typealias Context = BasicRequestContext
     let apiKey: String?
+    let state: ServerState
     let metrics: ServerMetrics
     let logger: Logger
 
@@ -220,6 +227,10 @@ struct APIMiddleware: RouterMiddleware {
                 var err = APIError.invalid("the request is malformed or incomplete: \(e)", param: nil, code: "invalid_http")
                 err.headers.append(("Connection", "close"))
                 response = err.response
+            } catch is CancellationError where state.stopping {
+                // The server is stopping and the grace period ran out: its doing, not the client's.
+                response = APIError(status: 503, message: "the server is shutting down: the request was cancelled when its grace period ran out",
+                                    type: "server_error", param: nil, code: "server_shutting_down").response
             } catch is CancellationError {
                 // The client closed its side of the connection before its answer (nginx's 499:
                 // client closed request). Usually it is gone; one that only half-closed and

@@ -165,9 +165,10 @@ final class BatchOutput {
         let tailObject = (try? JSONSerialization.jsonObject(with: tail)) as? [String: Any]
         let tailRecord = tailObject.flatMap { BatchJobs.isOutputRecord($0) ? $0 : nil }
         let tailBlank = tail.allSatisfy { $0 == 32 || $0 == 9 || $0 == 13 }
-        // A last line cut mid-write. In a file of ours, any unfinished object; in one with no
-        // record yet, only the start of a record as written (sorted keys: one of these two).
-        let torn = !tailBlank && tailObject == nil && tail.first == UInt8(ascii: "{")
+        // A last line cut mid-write (or left as zeros by a power loss): in a file of ours, any
+        // last line that is not a whole JSON object; in one with no record yet, only the start of
+        // a record as written (sorted keys: one of these two).
+        let torn = !tailBlank && tailObject == nil
             && (ours > 0 || ["{\"completion_tokens\":", "{\"error\":"].contains { p in
                 let n = min(tail.count, p.utf8.count)
                 return tail.prefix(n).elementsEqual(p.utf8.prefix(n))

@@ -197,6 +197,22 @@ import Testing
         #expect(try outputLines(torn).count == 1)
     }
 
+    /// A last line of zeros (what a power loss can leave) in a file of ours is removed and redone.
+    @Test func aZeroFilledLastLineIsTrimmed() throws {
+        let inPath = try input(lines(3, maxTokens: 2))
+        let out = TempFiles.directory + "/zeros-\(UUID()).jsonl"
+        let args = ["batch", "--model", tinyPath, "--backend", "naive", "--input", inPath, "--output", out]
+        #expect(try CLI.run(args).status == 0)
+        var text = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").map(String.init)
+        let dropped = text.removeLast()
+        try Data((text.joined(separator: "\n") + "\n").utf8 + [0, 0, 0, 0, 0, 0]).write(to: URL(fileURLWithPath: out))
+        let r = try CLI.run(args)
+        #expect(r.status == 0 && r.stderr.contains("incomplete last line"), "\(r.stderr)")
+        let after = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").map(String.init)
+        #expect(after.count == 3 && Array(after.prefix(2)) == text && !after.joined().contains("\0"))
+        #expect(key(try CLI.json(after[2])) == key(try CLI.json(dropped)))
+    }
+
     /// The input given as the output too is refused before anything runs, and the file is kept.
     @Test func theInputAsOutputIsRefused() throws {
         let inPath = try input(lines(2, maxTokens: 2))

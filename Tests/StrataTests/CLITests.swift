@@ -157,7 +157,10 @@ enum CLI {
     @Test func infoSaysWhatAHugeContextWouldNeed() throws {
         let r = try CLI.run(["info", "--model", RealModel.path, "--ctx", "4194304"])
         #expect(r.status == 0, "\(r.stderr)")
-        #expect(r.stdout.contains("positions) would need") && r.stdout.contains("pass a smaller --ctx"), "\(r.stdout)")
+        // About 200 GB (a float32 KV cache of 4M positions): more than any machine here has; on
+        // one that has it, the ordinary report.
+        let fits = ProcessInfo.processInfo.physicalMemory > 256 << 30
+        #expect(r.stdout.contains(fits ? "KV cache" : "positions) would need") && (fits || r.stdout.contains("pass a smaller --ctx")), "\(r.stdout)")
         #expect(r.stdout.contains("OpenBLAS core"))
     }
 
