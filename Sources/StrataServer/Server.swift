@@ -79,11 +79,9 @@ public enum StrataServer {
         api.addRoutes(to: router)
         // A connection that sends nothing for `idleTimeout` — between requests, or stalled inside
         // a request's head or body — is closed; one waiting for its answer is not.
-        let idle = TimeAmount.nanoseconds(Int64(options.idleTimeout.components.seconds) * 1_000_000_000
-                                          + options.idleTimeout.components.attoseconds / 1_000_000_000)
         let app = Application(
             router: router,
-            server: .http1(configuration: .init(idleTimeout: idle)),
+            server: .http1(configuration: .init(idleTimeout: TimeAmount(options.idleTimeout))),
             configuration: .init(address: .hostname(options.host, port: options.port), serverName: "strata"),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? options.port
@@ -235,12 +233,11 @@ struct APIMiddleware: RouterMiddleware {
                 // The client closed its side of the connection before its answer (nginx's 499:
                 // client closed request). Usually it is gone; one that only half-closed and
                 // still reads gets this error object.
-                if isAPI { metrics.request(status: 499) }
                 context.logger.info("\(request.method) \(path): the client closed the connection")
                 var err = APIError(status: 499, message: "the request was cancelled: the client closed its side of the connection before the answer",
                                    type: "invalid_request_error", param: nil, code: "client_closed_request")
                 err.headers.append(("Connection", "close"))
-                return err.response
+                response = err.response
             } catch {
                 logger.error("internal error on \(path): \(error)")
                 response = APIError(status: 500, message: "internal error: \(error)", type: "server_error", param: nil, code: nil).response

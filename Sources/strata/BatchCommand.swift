@@ -163,7 +163,7 @@ final class BatchOutput {
         }
         let tail = Data(bytes[start...])
         let tailObject = (try? JSONSerialization.jsonObject(with: tail)) as? [String: Any]
-        let tailRecord = tailObject.flatMap { BatchJobs.isOutputRecord($0) ? $0 : nil }
+        if let o = tailObject { if BatchJobs.isOutputRecord(o) { ours += 1 } else { others += 1 } }
         let tailBlank = tail.allSatisfy { $0 == 32 || $0 == 9 || $0 == 13 }
         // A last line cut mid-write (or left as zeros by a power loss): in a file of ours, any
         // last line that is not a whole JSON object; in one with no record yet, only the start of
@@ -175,7 +175,7 @@ final class BatchOutput {
             })
         // No line in the file is a record of ours and its last line is not a torn one: some other
         // file (the input, a config file), which appending to or trimming would damage.
-        if ours == 0 && tailRecord == nil && (!bad.isEmpty || others > 0 || tailObject != nil || (!tailBlank && !torn)) {
+        if ours == 0 && (!bad.isEmpty || others > 0 || (!tailBlank && !torn)) {
             throw ValidationError("--output '\(path)' exists and is not the JSONL output of strata batch (no line is a result or error record); refusing to touch it")
         }
         for n in bad { printErr("batch: line \(n) of \(path) is not a JSON object; left as it is (its input line will be redone)") }

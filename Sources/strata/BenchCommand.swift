@@ -56,8 +56,9 @@ struct BenchCommand: ParsableCommand {
         if try weightModes.isEmpty { throw ValidationError("--weights needs at least one of native, f32") }
         if try activationModes.isEmpty { throw ValidationError("--activations needs at least one of f32, q24, q8") }
         // An empty -p, -n or --batch leaves those tests out; no thread count leaves nothing to run.
-        if try list(threads, "--threads").isEmpty { throw ValidationError("--threads needs at least one value") }
-        if try list(threads, "--threads").contains(where: { $0 < 1 || $0 > 1024 }) { throw ValidationError("--threads values must be between 1 and 1024") }
+        let threadCounts = try list(threads, "--threads")
+        if threadCounts.isEmpty { throw ValidationError("--threads needs at least one value") }
+        if threadCounts.contains(where: { $0 < 1 || $0 > 1024 }) { throw ValidationError("--threads values must be between 1 and 1024") }
         if try list(p, "-p").contains(where: { $0 > 1 << 16 }) || list(n, "-n").contains(where: { $0 > 1 << 20 }) || list(batch, "--batch").contains(where: { $0 > 4096 }) || batchPrompt > 1 << 16 {
             throw ValidationError("-p and --batch-prompt must be at most 65536, -n at most 1048576, --batch at most 4096")
         }
