@@ -116,6 +116,7 @@ enum CLI {
                      ["bench", "--weights", ","], ["bench", "--activations", "q4"], ["bench", "--activations", "q24,q16"],
                      ["profile", "--activations", "q 24"], ["info", "--ctx", "0"],
                      ["profile", "-n", "9223372036854775807"], ["bench", "--threads", ""],
+                     ["serve", "--idle-timeout", "0"], ["serve", "--idle-timeout", "nan"],
                      ["batch", "--input", "/dev/null", "--output", "/tmp/x.jsonl", "--chat-template", "bogus"],
                      ["batch", "--input", "/dev/null", "--output", "/tmp/x.jsonl", "--shard", "1/2/"]] {
             // A model path that does not exist proves the check comes before loading.
@@ -133,6 +134,7 @@ enum CLI {
                              (["profile", "-p", "65537"], "-p must be between 1 and 65536"),
                              (["profile", "-n", "9223372036854775807"], "-n must be between 0 and 1048576"),
                              (["bench", "--threads", ""], "--threads needs at least one value"),
+                             (["serve", "--idle-timeout", "0"], "--idle-timeout must be between 0.1 and 86400 seconds"),
                              (["batch", "--input", "/dev/null", "--output", "/tmp/x.jsonl", "--shard", "1/2/"], "--shard must be 'i/n'")] {
             let r = try CLI.run(args + ["--model", "/nonexistent.gguf"])
             #expect(r.stderr.contains(says), "\(args): \(r.stderr)")
