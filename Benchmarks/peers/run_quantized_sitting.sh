@@ -37,7 +37,7 @@ if [ -n "${PYTHON:-}" ]; then
   "$PYTHON" Benchmarks/peers/transformers_bench.py --model "$MODEL" --threads "$T" -r 3 --batch 16 > "$OUT/transformers.jsonl" 2> "$OUT/transformers.err"
 fi
 echo "== peak resident set of generate"
-for a in "" "--activations q24" "--activations q8" "--weights f32"; do
+for a in "" "--activations f32" "--activations q24" "--activations q8" "--weights f32"; do
   # shellcheck disable=SC2086
   /usr/bin/time -f "peak %M KB ${a:-default}" $S generate --model "$MODEL" $a --max-tokens 32 "Once upon a time" > /dev/null 2>> "$OUT/memory.txt"
 done

@@ -28,16 +28,16 @@ static const float INV_254_SQ = 1.0f / 64516.0f;
 static inline float h2f(const uint8_t *p) { _Float16 f; memcpy(&f, p, 2); return (float)f; }
 static inline size_t rec_bytes(int t) { return strata_ipanel_bytes(t, 32); }
 
-typedef double q24_v4d __attribute__((ext_vector_type(4)));
-typedef float q24_v4f __attribute__((ext_vector_type(4)));
+// The quantizer works 8 values at a time (one AVX-512 register of doubles; two with AVX2).
+typedef double q24_v8d __attribute__((ext_vector_type(8)));
 typedef float q24_v8f __attribute__((ext_vector_type(8)));
-typedef int32_t q24_v4i __attribute__((ext_vector_type(4)));
-typedef int8_t q24_v4c __attribute__((ext_vector_type(4)));
-typedef int64_t q24_v4l __attribute__((ext_vector_type(4)));
+typedef int32_t q24_v8i __attribute__((ext_vector_type(8)));
+typedef int8_t q24_v8c __attribute__((ext_vector_type(8)));
+typedef int64_t q24_v8l __attribute__((ext_vector_type(8)));
 
 /// One plane: v rounded to the nearest integer (ties to even) and clamped to −127…127.
-static inline q24_v4d plane(q24_v4d v) {
-    return __builtin_elementwise_min(__builtin_elementwise_max(__builtin_elementwise_roundeven(v), (q24_v4d)-127.0), (q24_v4d)127.0);
+static inline q24_v8d plane(q24_v8d v) {
+    return __builtin_elementwise_min(__builtin_elementwise_max(__builtin_elementwise_roundeven(v), (q24_v8d)-127.0), (q24_v8d)127.0);
 }
 
 void strata_quantize_q24(const float *x, int k, strata_q24_block *out) {
@@ -55,28 +55,28 @@ void strata_quantize_q24(const float *x, int k, strata_q24_block *out) {
         const float d = amax / 127.0f;
         // In double, x / d and the two remainders are exact to far below the last plane's step.
         const double id = d > 0 ? 1.0 / (double)d : 0.0;
-        q24_v4i sum[3] = {0, 0, 0};
-        for (int i = 0; i < 32; i += 4) {
-            q24_v4f xf;
+        q24_v8i sum[3] = {0, 0, 0};
+        for (int i = 0; i < 32; i += 8) {
+            q24_v8f xf;
             memcpy(&xf, v + i, sizeof xf);
-            q24_v4d t = __builtin_convertvector(xf, q24_v4d) * id;
+            q24_v8d t = __builtin_convertvector(xf, q24_v8d) * id;
             // A NaN input counts as 0, as with 8-bit blocks: a wrong number, never undefined
             // behaviour (an infinite one makes d infinite and the products NaN).
-            q24_v4l keep = t == t, bits;
+            q24_v8l keep = t == t, bits;
             memcpy(&bits, &t, sizeof t);
             bits &= keep;
             memcpy(&t, &bits, sizeof t);
-            q24_v4d q1 = plane(t), r = (t - q1) * 254.0;
-            q24_v4d q2 = plane(r);
+            q24_v8d q1 = plane(t), r = (t - q1) * 254.0;
+            q24_v8d q2 = plane(r);
             r = (r - q2) * 254.0;
-            q24_v4d q3 = plane(r);
-            q24_v4i i1 = __builtin_convertvector(q1, q24_v4i), i2 = __builtin_convertvector(q2, q24_v4i), i3 = __builtin_convertvector(q3, q24_v4i);
-            q24_v4c c1 = __builtin_convertvector(i1, q24_v4c), c2 = __builtin_convertvector(i2, q24_v4c), c3 = __builtin_convertvector(i3, q24_v4c);
-            memcpy(o->q[0] + i, &c1, 4); memcpy(o->q[1] + i, &c2, 4); memcpy(o->q[2] + i, &c3, 4);
+            q24_v8d q3 = plane(r);
+            q24_v8i i1 = __builtin_convertvector(q1, q24_v8i), i2 = __builtin_convertvector(q2, q24_v8i), i3 = __builtin_convertvector(q3, q24_v8i);
+            q24_v8c c1 = __builtin_convertvector(i1, q24_v8c), c2 = __builtin_convertvector(i2, q24_v8c), c3 = __builtin_convertvector(i3, q24_v8c);
+            memcpy(o->q[0] + i, &c1, 8); memcpy(o->q[1] + i, &c2, 8); memcpy(o->q[2] + i, &c3, 8);
             sum[0] += i1; sum[1] += i2; sum[2] += i3;
         }
         int32_t s[3];
-        for (int p = 0; p < 3; p++) s[p] = sum[p][0] + sum[p][1] + sum[p][2] + sum[p][3];
+        for (int p = 0; p < 3; p++) s[p] = __builtin_reduce_add(sum[p]);
         o->d = d;
         o->s = (float)((double)d * ((double)s[0] + ((double)s[1] * 254.0 + (double)s[2]) / 64516.0));
         for (int p = 0; p < 3; p++) o->sum[p] = s[p];
@@ -144,10 +144,11 @@ static inline iv times254_plus(iv s2, iv s3) { return _mm512_add_epi32(_mm512_su
 /// acc + Σ4 u8(w) · s8(a), in 32 bits.
 static inline iv dot4(iv acc, iv w, int32_t a4) { return _mm512_dpbusd_epi32(acc, w, _mm512_set1_epi32(a4)); }
 static inline iv widen4(iv s) { return s; }
-static inline iv abs8(iv w) { return w; }
-/// Signed weights: activations + 128 as unsigned; fix8 subtracts 128 · Σw afterwards.
-static inline iv dot8(iv acc, iv w, iv wabs, int32_t a4) { (void)wabs; return _mm512_dpbusd_epi32(acc, _mm512_set1_epi32(a4 ^ (int32_t)0x80808080), w); }
-static inline iv fix8(iv s, const uint8_t *wsum) { return _mm512_sub_epi32(s, _mm512_slli_epi32(_mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)wsum)), 7)); }
+/// Signed weights: w + 128 as unsigned (one xor per weight vector, shared by every row and plane),
+/// so that the activations stay the broadcast operand; fix8 subtracts 128 · Σa afterwards.
+static inline iv abs8(iv w) { return _mm512_xor_si512(w, _mm512_set1_epi8((char)0x80)); }
+static inline iv dot8(iv acc, iv w, iv wbias, int32_t a4) { (void)w; return _mm512_dpbusd_epi32(acc, wbias, _mm512_set1_epi32(a4)); }
+static inline iv fix8(iv s, int32_t asum) { return _mm512_sub_epi32(s, _mm512_set1_epi32(asum * 128)); }
 static inline fv fv_zero(void) { return _mm512_setzero_ps(); }
 static inline fv fv_half(const uint8_t *p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
 static inline fv fv_cvt(iv x) { return _mm512_cvtepi32_ps(x); }
@@ -177,7 +178,7 @@ static inline iv dot8(iv acc, iv w, iv wabs, int32_t a4) {
     __m256i p = _mm256_maddubs_epi16(wabs, _mm256_sign_epi8(_mm256_set1_epi32(a4), w));
     return _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
 }
-static inline iv fix8(iv s, const uint8_t *wsum) { (void)wsum; return s; }
+static inline iv fix8(iv s, int32_t asum) { (void)asum; return s; }
 static inline fv fv_zero(void) { return _mm256_setzero_ps(); }
 static inline fv fv_half(const uint8_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
 static inline fv fv_cvt(iv x) { return _mm256_cvtepi32_ps(x); }
@@ -214,7 +215,9 @@ AI void rows24(int t, const uint8_t *panel, int k, const strata_q24_block *a, in
                     }
                 }
             }
-            for (int r = 0; r < R * NP; r++) for (int p = 0; p < 3; p++) s[r][p] = fix8(s[r][p], rb + 32);
+            for (int q = 0; q < NP; q++)
+                for (int r = 0; r < R; r++)
+                    for (int p = 0; p < 3; p++) s[q * R + r][p] = fix8(s[q * R + r][p], a[(size_t)r * lda + b].sum[p]);
         } else {
             const uint8_t *g0 = rb + (t == T_Q4_1 ? 64 : 32) + 32 * part0;
             for (int g = 0; g < 4; g++) {
@@ -313,6 +316,14 @@ IGEMM24_TYPE(T_Q4_0, igemm24_q4_0)
 IGEMM24_TYPE(T_Q4_1, igemm24_q4_1)
 IGEMM24_TYPE(T_Q8_0, igemm24_q8_0)
 #endif
+
+int strata_igemm24_vnni(void) {
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
+    return 1;
+#else
+    return 0;
+#endif
+}
 
 void strata_igemm24(int t, const void *panels, int k, int n, int p0, int p1,
                     const strata_q24_block *a, int lda, int m, float *c, int ldc, int accumulate) {

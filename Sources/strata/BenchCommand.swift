@@ -21,8 +21,8 @@ struct BenchCommand: ParsableCommand {
     var backend: String = "simd,blas,naive"
     @Option(help: "Weights, comma-separated: native (the file's types), f32 (dequantized at load).")
     var weights: String = "native"
-    @Option(help: "Activations for simd with native weights, comma-separated: f32 (exact), q24 (24-bit blocks, integer kernels), q8 (8-bit blocks).")
-    var activations: String = "f32"
+    @Option(help: "Activations for simd with native weights, comma-separated: f32 (exact), q24 (24-bit blocks, integer kernels), q8 (8-bit blocks); by default q24 with AVX-512 VNNI, else f32.")
+    var activations: String = ActivationMode.standard.rawValue
     @Option(name: .customLong("cache-type"), help: "KV cache element type for every configuration: f32 or f16.")
     var cacheType: KVCacheType = .f32
     @Option(help: "Kernel thread counts, comma-separated (Strata's pool for simd, OpenBLAS's for blas).")

@@ -22,8 +22,8 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "Weights: native (kept in the file's types: Q4_1, Q4_K, F16, …) or f32 (dequantized at load).")
     var weights: WeightsMode = .native
 
-    @Option(help: "simd with native Q4_0/Q4_1/Q8_0 weights: f32 activations (exact: the f32 results bit for bit), q24 (24-bit activation blocks and integer dot products: as accurate as f32; with AVX2 faster for one row, slower for many) or q8 (8-bit activation blocks, as llama.cpp: fastest, logits move by the rounding).")
-    var activations: ActivationMode = .f32
+    @Option(help: "simd with native Q4_0/Q4_1/Q8_0 weights: f32 activations (exact: the f32 results bit for bit), q24 (24-bit activation blocks and integer dot products: as accurate as f32; with AVX-512 VNNI the fastest of the two at any batch size, with AVX2 faster for one row, slower for many) or q8 (8-bit activation blocks, as llama.cpp: fastest, logits move by the rounding). The default is q24 where Strata's integer kernels run on AVX-512 VNNI, else f32.")
+    var activations: ActivationMode = .standard
 
     @Option(name: .customLong("cache-type"), help: "KV cache element type: f32, or f16 (half the memory; attention reads it directly).")
     var cacheType: KVCacheType = .f32

@@ -198,8 +198,8 @@ struct ModelOptionsNoBackend: ParsableArguments {
 
     @Option(help: "Weights: native (the file's types) or f32 (dequantized at load).")
     var weights: WeightsMode = .native
-    @Option(help: "simd with native weights: f32 (exact), q24 (24-bit blocks, integer kernels) or q8 activations (8-bit blocks).")
-    var activations: ActivationMode = .f32
+    @Option(help: "simd with native weights: f32 (exact), q24 (24-bit blocks, integer kernels) or q8 activations (8-bit blocks); by default q24 with AVX-512 VNNI, else f32.")
+    var activations: ActivationMode = .standard
     @Option(name: .customLong("cache-type"), help: "KV cache element type: f32 or f16.")
     var cacheType: KVCacheType = .f32
 

@@ -54,6 +54,10 @@ typedef struct { float d, s; int32_t sum[3]; int32_t pad; int8_t q[3][32]; } str
 /// Quantizes `k` floats (k a multiple of 32) into k / 32 blocks of three planes.
 void strata_quantize_q24(const float *x, int k, strata_q24_block *out);
 
+/// 1 when this build's 24-bit kernels run on AVX-512 VNNI (vpdpbusd: a plane's 64 products in one
+/// instruction), 0 when on AVX2 or portable C. Strata's default activation mode follows it.
+int strata_igemm24_vnni(void);
+
 /// As `strata_igemm`, with 24-bit activation blocks. Per block and output: S_i = Σ q_w · q_i
 /// exactly (Q4_0: Σ (q_w − 8) · q_i), then acc = fma(fma(float(S2 · 254 + S3), 1 / 254², float(S1)),
 /// d_w · d, acc), and for Q4_1 acc = fma(m_w, s, acc); the same float steps in every

@@ -15,7 +15,8 @@ public enum WeightsMode: String, CaseIterable, Sendable, CustomStringConvertible
 /// What the `simd` backend multiplies quantized weights with.
 public enum ActivationMode: String, CaseIterable, Sendable, CustomStringConvertible {
     /// Float32 activations; weights unpacked to exactly their dequantized floats in registers (or
-    /// a cache-resident panel). The same results as `--weights f32`, bit for bit. The default.
+    /// a cache-resident panel). The same results as `--weights f32`, bit for bit. The library's
+    /// default (`ContextOptions`), and the command line's where `standard` is not `q24`.
     case f32
     /// Activations held to 24 bits per block of 32 (three 8-bit planes, x ≈ d · (q1 + q2/254 +
     /// q3/254²), d = max|x|/127) on the integer kernels of `q8`: as accurate as float32
@@ -30,6 +31,14 @@ public enum ActivationMode: String, CaseIterable, Sendable, CustomStringConverti
     case q8
 
     public var description: String { rawValue }
+
+    /// The command line's default: `q24` where this build's integer kernels run on AVX-512 VNNI,
+    /// `f32` elsewhere. With VNNI a plane's 64 products are one instruction, so the 24-bit path
+    /// outruns the exact one at every row count (1.8× at batch-1 decode, 1.2× at batch 16, level
+    /// at prefill: BENCHMARKS.md sitting 13) at float32 accuracy; with AVX2 it is slower for many
+    /// rows (sittings 11–12), so the exact path stays. Fixed per build, never per step, so
+    /// batched ≡ single holds either way.
+    public static let standard: ActivationMode = strata_igemm24_vnni() != 0 ? .q24 : .f32
 
     /// Whether Q4_0/Q4_1/Q8_0 matrices run on the integer kernels with this mode.
     var isInteger: Bool { self != .f32 }

@@ -382,10 +382,16 @@ public final class InferenceContext {
                 Ops.rope(x: k.rows(r), heads: c.headCountKV, headDim: c.headDim, positions: positions + r.lowerBound, table: table)
             }
         case let .storeKV(layer):
+            // Sequences write disjoint slots, so they are spread over the threads (16 sequences
+            // at decode: a row each; one long prompt stays on one thread).
             let k = buffer(.k).base, v = buffer(.v).base
-            for e in batch.entries where e.count > 0 {
-                cache.store(layer: layer, slot: e.slot, start: lengths[e.slot], rows: e.count,
-                            k: k + e.rowStart * c.kvDim, v: v + e.rowStart * c.kvDim)
+            byRows(batch.entries.count) { range in
+                for i in range {
+                    let e = batch.entries[i]
+                    guard e.count > 0 else { continue }
+                    cache.store(layer: layer, slot: e.slot, start: lengths[e.slot], rows: e.count,
+                                k: k + e.rowStart * c.kvDim, v: v + e.rowStart * c.kvDim)
+                }
             }
         case let .attention(layer, scale):
             attention(layer: layer, scale: scale, batch: batch, T: T)
