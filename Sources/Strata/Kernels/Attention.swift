@@ -141,6 +141,26 @@ enum Attention {
             }
             let o0 = out + h0 * hd, o1 = out + h1 * hd, o2 = out + h2 * hd
             var j = 0
+            if hd == 4 * w {
+                // A whole value row in four registers a head (AVX-512, head size 64): one pass over
+                // the values instead of two, with the same multiply-add chain for every output.
+                var a0 = PVec(), a1 = PVec(), a2 = PVec(), a3 = PVec()
+                var b0 = PVec(), b1 = PVec(), b2 = PVec(), b3 = PVec()
+                var c0 = PVec(), c1 = PVec(), c2 = PVec(), c3 = PVec()
+                var r = vg + first * hd
+                for s in first ..< S {
+                    let v0 = E.loadVec(r), v1 = E.loadVec(r + w), v2 = E.loadVec(r + 2 * w), v3 = E.loadVec(r + 3 * w)
+                    let x = PVec(repeating: p0[s]), y = PVec(repeating: p1[s]), z = PVec(repeating: p2[s])
+                    a0.addProduct(x, v0); a1.addProduct(x, v1); a2.addProduct(x, v2); a3.addProduct(x, v3)
+                    b0.addProduct(y, v0); b1.addProduct(y, v1); b2.addProduct(y, v2); b3.addProduct(y, v3)
+                    c0.addProduct(z, v0); c1.addProduct(z, v1); c2.addProduct(z, v2); c3.addProduct(z, v3)
+                    r += hd
+                }
+                store(c0, o2); store(c1, o2 + w); store(c2, o2 + 2 * w); store(c3, o2 + 3 * w)
+                store(b0, o1); store(b1, o1 + w); store(b2, o1 + 2 * w); store(b3, o1 + 3 * w)
+                store(a0, o0); store(a1, o0 + w); store(a2, o0 + 2 * w); store(a3, o0 + 3 * w)
+                j = hd
+            }
             while j + 2 * w <= hd {
                 var a0 = PVec(), a1 = PVec(), b0 = PVec(), b1 = PVec(), c0 = PVec(), c1 = PVec()
                 var r = vg + first * hd + j
