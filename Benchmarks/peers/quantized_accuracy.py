@@ -1,7 +1,7 @@
 """How far each quantized path moves the next-token logits from the float32 reference: Strata's
 `--activations q8` and `q24` and llama.cpp's own Q4_1 path (8-bit activation blocks, the path
 `../shared/fixtures/smollm2/q4_1_path.jsonl` comes from), run in one batch and token by token, and
-Strata's default (exact) path. The reference is llama.cpp on the F32 dequantization of the same
+Strata's exact path (`--activations f32`). The reference is llama.cpp on the F32 dequantization of the same
 file. For each prompt (the fixture's, then any given on the command line) it prints, per path, the
 largest |logit difference| over the reference's top 20, KL(reference || path) over the whole
 vocabulary, and whether the top token agrees. Needs llama.cpp built by
@@ -64,13 +64,13 @@ def main():
     prompts = [("fixture: " + c["prompt"], c["prompt_ids"]) for c in fixtures]
     prompts += [(p, tokenize(p)) for p in args.prompts]
     ref, whole, single = load(args.f32, 512), load(args.model, 512), load(args.model, 1)
-    paths = ["llama.cpp Q4_1, one batch", "llama.cpp Q4_1, token by token", "strata --activations q8", "strata default",
+    paths = ["llama.cpp Q4_1, one batch", "llama.cpp Q4_1, token by token", "strata --activations q8", "strata --activations f32",
              "strata --activations q24"]
     totals, selfdiff = {p: [] for p in paths}, {}
     for source, ids in prompts:
         f = next_logits(ref, ids)
         top = np.argsort(-f)[:20]
-        got = dict(zip(paths, [next_logits(whole, ids), next_logits(single, ids), strata(ids, "--activations", "q8"), strata(ids),
+        got = dict(zip(paths, [next_logits(whole, ids), next_logits(single, ids), strata(ids, "--activations", "q8"), strata(ids, "--activations", "f32"),
                                 strata(ids, "--activations", "q24")]))
         row = {"prompt": source, "tokens": len(ids)}
         for p, v in got.items():

@@ -139,7 +139,7 @@ struct InfoCommand: ParsableCommand {
         let vectors = m.weights.vectors.reduce(0) { $0 + $1.count * 4 }
         let activations = ActivationMode.standard   // the command line's default
         let resident = m.packedWeightBytes(activations: activations) + vectors + (weights == .f32 ? m.weights.bytes - vectors : 0)
-        print("a context (simd, --weights \(weights), --activations \(activations), 1 slot × \(context.contextLength) positions) holds:")
+        print("a context (simd, --weights \(weights)\(weights == .native ? ", --activations \(activations)" : ""), 1 slot × \(context.contextLength) positions) holds:")
         print("  weights resident  \(formatBytes(resident).leftPad(10))  (\(weights == .native ? "panels of the file's blocks; the mapped pages are released" : "float32, and the simd backend's packed copy"))")
         print("  KV cache          \(formatBytes(context.kvCacheBytes).leftPad(10))  (--cache-type f32; f16: \(formatBytes(context.kvCacheBytes / 2)); reserved, memory only for the positions written)")
         print("  activations       \(formatBytes(context.scratchBytes).leftPad(10))  (as naive/blas size them, score matrix included)")

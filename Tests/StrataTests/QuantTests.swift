@@ -171,6 +171,58 @@ import Testing
     /// the 24-bit product is that of the blocks' values, computed in double from the dequantized
     /// weights, to float rounding (2e-6 of the terms' magnitude): a wrong plane weight or a
     /// dropped plane would be thousands of times that.
+    /// The 24-bit quantizer against its definition, worked out here in Swift: d = max |x| / 127 in
+    /// float (a NaN passed over), t = x · (1 / d) in double (a NaN counted as 0), then three
+    /// planes, each the remainder so far times 254 rounded to nearest even and clamped to ±127; the
+    /// planes' sums, and s = d · (S1 + (S2 · 254 + S3) / 254²) in double. Bit for bit, on blocks
+    /// with zeros, tiny and large values, a NaN and infinities: the SIMD quantizer (8 values at a
+    /// time) has no latitude, whatever the build.
+    @Test func quantizeQ24MatchesItsDefinition() {
+        var rng = RNG(s: 99)
+        let k = 32 * 96
+        var x = (0 ..< k).map { _ in rng.float() }
+        for i in 0 ..< k {
+            switch rng.next() % 8 {
+            case 0: x[i] *= 1e-30
+            case 1: x[i] *= 3e4
+            case 2: x[i] = 0
+            case 3: x[i] = Float(Int(rng.next() % 255) - 127) / 127   // on a plane's grid
+            default: break
+            }
+        }
+        x[5] = .nan; x[40] = -.infinity; x[77] = .infinity
+        for i in 128 ..< 160 { x[i] = 0 }
+        for i in 160 ..< 192 { x[i] = 1e-40 * Float(i - 175) }   // subnormal
+        var blocks = [strata_q24_block](repeating: strata_q24_block(), count: k / 32)
+        x.withUnsafeBufferPointer { strata_quantize_q24($0.baseAddress!, Int32(k), &blocks) }
+        var mismatches: [String] = []
+        for (b, blk) in blocks.enumerated() {
+            let v = x[32 * b ..< 32 * b + 32]
+            let amax = v.reduce(Float(0)) { $1.isNaN ? $0 : max($0, abs($1)) }
+            let d = amax / 127
+            let id = d > 0 ? 1 / Double(d) : 0
+            var planes = [[Int8]](repeating: [], count: 3), sums = [Int32](repeating: 0, count: 3)
+            for value in v {
+                var t = Double(value) * id
+                if t.isNaN { t = 0 }
+                for p in 0 ..< 3 {
+                    let q = min(max(t.rounded(.toNearestOrEven), -127), 127)
+                    planes[p].append(Int8(q))
+                    sums[p] += Int32(q)
+                    t = (t - q) * 254
+                }
+            }
+            let want = Float(Double(d) * (Double(sums[0]) + (Double(sums[1]) * 254 + Double(sums[2])) / 64516))
+            let got = withUnsafeBytes(of: blk.q) { Array($0.bindMemory(to: Int8.self)) }
+            let gotSums = withUnsafeBytes(of: blk.sum) { Array($0.bindMemory(to: Int32.self)) }
+            if blk.d.bitPattern != d.bitPattern || blk.s.bitPattern != want.bitPattern || got != planes.flatMap({ $0 })
+                || gotSums != sums || blk.pad != 0 {
+                mismatches.append("block \(b): d \(blk.d) vs \(d), s \(blk.s) vs \(want), sums \(gotSums) vs \(sums)")
+            }
+        }
+        #expect(mismatches.isEmpty, "\(mismatches.count) blocks differ: \(mismatches.prefix(3))")
+    }
+
     @Test(arguments: [GGMLType.q4_0, .q4_1, .q8_0])
     func integerKernelEqualsItsReference(type: GGMLType) {
         let t = Int32(type.rawValue)

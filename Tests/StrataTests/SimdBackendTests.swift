@@ -111,9 +111,10 @@ import Testing
 
     /// Models whose attention takes every path of the fused kernel: three-head passes, a pass
     /// with a repeated head (groups of 2, 4, 5), one head per group, head sizes that are and are
-    /// not a multiple of two vector registers, and of exactly four (the values in one pass: 64
-    /// with AVX-512, 32 with AVX2).
-    @Test(arguments: [(6, 2, 384), (5, 1, 240), (4, 2, 64), (3, 3, 96), (8, 2, 256)])
+    /// not a multiple of two vector registers, and of exactly four with AVX-512 (head size 64: the
+    /// values in one pass), with a group of 3, 4 (a pass of one head three times) and 5 (a pass
+    /// whose last head repeats).
+    @Test(arguments: [(6, 2, 384), (5, 1, 240), (4, 2, 64), (3, 3, 96), (8, 2, 256), (8, 2, 512), (5, 1, 320)])
     func attentionShapesMatchNaive(shape: (Int, Int, Int)) throws {
         var spec = TinyModel()
         (spec.heads, spec.kvHeads, spec.embd) = shape

@@ -141,9 +141,11 @@ enum Attention {
             }
             let o0 = out + h0 * hd, o1 = out + h1 * hd, o2 = out + h2 * hd
             var j = 0
-            if hd == 4 * w {
+            if w == 16 && hd == 4 * w {
                 // A whole value row in four registers a head (AVX-512, head size 64): one pass over
                 // the values instead of two, with the same multiply-add chain for every output.
+                // It takes 19 live vectors (12 sums, 4 values, 3 probabilities): AVX-512 only, as
+                // AVX2's 16 registers would spill.
                 var a0 = PVec(), a1 = PVec(), a2 = PVec(), a3 = PVec()
                 var b0 = PVec(), b1 = PVec(), b2 = PVec(), b3 = PVec()
                 var c0 = PVec(), c1 = PVec(), c2 = PVec(), c3 = PVec()
