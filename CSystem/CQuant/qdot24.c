@@ -146,8 +146,8 @@ static inline iv dot4(iv acc, iv w, int32_t a4) { return _mm512_dpbusd_epi32(acc
 static inline iv widen4(iv s) { return s; }
 /// Signed weights: w + 128 as unsigned (one xor per weight vector, shared by every row and plane),
 /// so that the activations stay the broadcast operand; fix8 subtracts 128 · Σa afterwards.
-static inline iv abs8(iv w) { return _mm512_xor_si512(w, _mm512_set1_epi8((char)0x80)); }
-static inline iv dot8(iv acc, iv w, iv wbias, int32_t a4) { (void)w; return _mm512_dpbusd_epi32(acc, wbias, _mm512_set1_epi32(a4)); }
+static inline iv unsigned8(iv w) { return _mm512_xor_si512(w, _mm512_set1_epi8((char)0x80)); }
+static inline iv dot8(iv acc, iv w, iv wu, int32_t a4) { (void)w; return _mm512_dpbusd_epi32(acc, wu, _mm512_set1_epi32(a4)); }
 static inline iv fix8(iv s, int32_t asum) { return _mm512_sub_epi32(s, _mm512_set1_epi32(asum * 128)); }
 static inline fv fv_zero(void) { return _mm512_setzero_ps(); }
 static inline fv fv_half(const uint8_t *p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
@@ -172,10 +172,11 @@ static inline iv times254_plus(iv s2, iv s3) { return _mm256_add_epi32(_mm256_su
 /// acc + pairs of u8(w) · s8(a), in 16 bits (see the note at the top).
 static inline iv dot4(iv acc, iv w, int32_t a4) { return _mm256_add_epi16(acc, _mm256_maddubs_epi16(w, _mm256_set1_epi32(a4))); }
 static inline iv widen4(iv s) { return _mm256_madd_epi16(s, _mm256_set1_epi16(1)); }
-static inline iv abs8(iv w) { return _mm256_sign_epi8(w, w); }
+/// Signed weights: |w| as the unsigned operand, the sign moved onto the activations in dot8.
+static inline iv unsigned8(iv w) { return _mm256_sign_epi8(w, w); }
 /// Signed weights: |w| times a with w's sign, widened to 32 bits at once.
-static inline iv dot8(iv acc, iv w, iv wabs, int32_t a4) {
-    __m256i p = _mm256_maddubs_epi16(wabs, _mm256_sign_epi8(_mm256_set1_epi32(a4), w));
+static inline iv dot8(iv acc, iv w, iv wu, int32_t a4) {
+    __m256i p = _mm256_maddubs_epi16(wu, _mm256_sign_epi8(_mm256_set1_epi32(a4), w));
     return _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
 }
 static inline iv fix8(iv s, int32_t asum) { (void)asum; return s; }
@@ -208,10 +209,10 @@ AI void rows24(int t, const uint8_t *panel, int k, const strata_q24_block *a, in
         if (t == T_Q8_0) {
             for (int g = 0; g < 8; g++) {
                 for (int q = 0; q < NP; q++) {
-                    iv w = iv_load(rb + 64 + 64 * g + 32 * (part0 + q)), wa = abs8(w);
+                    iv w = iv_load(rb + 64 + 64 * g + 32 * (part0 + q)), wu = unsigned8(w);
                     for (int r = 0; r < R; r++) {
                         const strata_q24_block *ab = a + (size_t)r * lda + b;
-                        for (int p = 0; p < 3; p++) s[q * R + r][p] = dot8(s[q * R + r][p], w, wa, quad(ab->q[p], g));
+                        for (int p = 0; p < 3; p++) s[q * R + r][p] = dot8(s[q * R + r][p], w, wu, quad(ab->q[p], g));
                     }
                 }
             }

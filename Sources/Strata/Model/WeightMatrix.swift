@@ -34,8 +34,8 @@ public enum ActivationMode: String, CaseIterable, Sendable, CustomStringConverti
 
     /// The command line's default: `q24` where this build's integer kernels run on AVX-512 VNNI,
     /// `f32` elsewhere. With VNNI a plane's 64 products are one instruction, so the 24-bit path
-    /// outruns the exact one at every row count (1.8× at batch-1 decode, 1.2× at batch 16, level
-    /// at prefill: BENCHMARKS.md sitting 13) at float32 accuracy; with AVX2 it is slower for many
+    /// outruns the exact one or keeps level with it at every row count (1.5–2.1× at batch-1 decode,
+    /// 1.1–1.2× at batch 16, 1.0–1.1× at prefill: BENCHMARKS.md sitting 13) at float32 accuracy; with AVX2 it is slower for many
     /// rows (sittings 11–12), so the exact path stays. Fixed per build, never per step, so
     /// batched ≡ single holds either way.
     public static let standard: ActivationMode = strata_igemm24_vnni() != 0 ? .q24 : .f32
